@@ -1,0 +1,2 @@
+add_executable(plan_insert_bench ${CMAKE_CURRENT_LIST_DIR}/plan_insert_bench.cpp)
+target_link_libraries(plan_insert_bench PRIVATE isoflop_sweep isoflop_store isoflop_warnings)
