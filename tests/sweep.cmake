@@ -39,4 +39,13 @@ if(ISOFLOP_FUZZ)
   file(GLOB SWEEP_FUZZ_SEEDS CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/sweeps/good/*.yaml
        ${CMAKE_CURRENT_LIST_DIR}/sweeps/bad/*.yaml)
   add_test(NAME sweep_fuzzer_seeds COMMAND sweep_fuzzer ${SWEEP_FUZZ_SEEDS})
+  # CI's bounded fuzzing pass (cluster/test.sh): 60 s of new inputs from the seeds and the dictionary.
+  set(SWEEP_FUZZ_CORPUS ${CMAKE_CURRENT_BINARY_DIR}/sweep_fuzz_corpus)
+  add_test(NAME sweep_fuzzer_run
+           COMMAND sh -c "mkdir -p '${SWEEP_FUZZ_CORPUS}' && exec '$<TARGET_FILE:sweep_fuzzer>' \
+             -max_total_time=60 -timeout=10 -rss_limit_mb=2048 \
+             -dict='${CMAKE_CURRENT_LIST_DIR}/fuzz/sweep.dict' '${SWEEP_FUZZ_CORPUS}' \
+             '${CMAKE_CURRENT_LIST_DIR}/sweeps/good' '${CMAKE_CURRENT_LIST_DIR}/sweeps/bad'")
+  set_tests_properties(sweep_fuzzer_seeds sweep_fuzzer_run PROPERTIES LABELS fuzz TIMEOUT 300)
+  add_dependencies(fuzz_targets sweep_fuzzer)
 endif()

@@ -175,6 +175,8 @@ Result<DbHandle> OpenHandle(const std::string& path, const std::string& filename
 // WAL: readers (`isoflop status`, `query`) never block the writer or each other. synchronous=NORMAL
 // is durable across process crashes and may lose the last commits on power loss, which the workers'
 // metrics.jsonl files cover. Foreign keys are off by default in SQLite, and set per connection.
+// A 64 MiB page cache keeps a 10,000-run sweep's insert (about 25 MB of configs) from spilling dirty
+// pages to the WAL in the middle of its transaction.
 Status ConfigureForWriting(sqlite3* db, const std::string& path) {
   Result<Statement> journal = Statement::Prepare(db, "PRAGMA journal_mode = WAL");
   if (!journal.ok()) return journal.status();
@@ -184,7 +186,7 @@ Status ConfigureForWriting(sqlite3* db, const std::string& path) {
     return Status::IOError(fmt::format(
         "{}: cannot enable WAL journaling (the file system may not support shared memory)", path));
   }
-  return sql::Exec(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL",
+  return sql::Exec(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536",
                    fmt::format("{}: configuring", path));
 }
 

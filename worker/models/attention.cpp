@@ -1,0 +1,65 @@
+#include "worker/models/attention.h"
+
+namespace isoflop {
+
+RotaryImpl::RotaryImpl(int64_t head_dim, int64_t max_seq_len, double base) {
+  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const torch::Tensor i = torch::arange(head_dim / 2, f64);
+  const torch::Tensor theta = torch::pow(base, -2.0 * i / static_cast<double>(head_dim));  // (hs/2)
+  const torch::Tensor angle = torch::outer(torch::arange(max_seq_len, f64), theta);  // (T, hs/2)
+  cos = register_buffer("cos", angle.cos().to(torch::kFloat32));
+  sin = register_buffer("sin", angle.sin().to(torch::kFloat32));
+}
+
+torch::Tensor RotaryImpl::forward(const torch::Tensor& x) {
+  const int64_t T = x.size(2), half = x.size(3) / 2;
+  const torch::Tensor c = cos.slice(0, 0, T).to(x.dtype());  // (T, hs/2), broadcast over (B, nh)
+  const torch::Tensor s = sin.slice(0, 0, T).to(x.dtype());
+  const torch::Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);  // (B, nh, T, hs/2) each
+  return torch::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);              // rotate (x1_i, x2_i)
+}
+
+torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, int64_t n_head, int64_t n_kv_head,
+                              RotaryImpl* rotary) {
+  const int64_t B = q.size(0), T = q.size(1), hs = q.size(2) / n_head;
+  torch::Tensor qh = q.view({B, T, n_head, hs}).transpose(1, 2);     // (B, T, a) -> (B, nh, T, hs)
+  torch::Tensor kh = k.view({B, T, n_kv_head, hs}).transpose(1, 2);  // (B, T, e) -> (B, nkv, T, hs)
+  const torch::Tensor vh = v.view({B, T, n_kv_head, hs}).transpose(1, 2);
+  if (rotary != nullptr) {
+    qh = rotary->forward(qh);
+    kh = rotary->forward(kh);
+  }
+  // softmax(q k^T / sqrt(hs) + causal mask) v: (B, nh, T, hs)
+  const torch::Tensor y = torch::scaled_dot_product_attention(
+      qh, kh, vh, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, /*scale=*/std::nullopt,
+      /*enable_gqa=*/n_kv_head != n_head);
+  return y.transpose(1, 2).reshape({B, T, n_head * hs});  // (B, nh, T, hs) -> (B, T, a)
+}
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelSpec& spec,
+                                                 const ModelSpec::BlockShape& shape)
+    : n_head(spec.n_head),
+      n_kv_head(spec.kv_heads()),
+      attn_width(shape.attn_width),
+      kv_width(shape.kv_width) {
+  const int64_t d = shape.width;
+  c_attn = register_module(
+      "c_attn",
+      torch::nn::Linear(torch::nn::LinearOptions(d, attn_width + 2 * kv_width).bias(spec.bias)));
+  c_proj = register_module(
+      "c_proj", torch::nn::Linear(torch::nn::LinearOptions(attn_width, d).bias(spec.bias)));
+  if (spec.positions == Positions::kRotary) {
+    rotary = register_module("rotary", Rotary(attn_width / n_head, spec.seq_len, spec.rope_base));
+  }
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
+  const auto qkv =
+      c_attn(x).split_with_sizes({attn_width, kv_width, kv_width}, -1);  // (B, T, a|e|e)
+  const torch::Tensor y = CausalAttention(qkv[0], qkv[1], qkv[2], n_head, n_kv_head,
+                                          rotary.is_empty() ? nullptr : rotary.get());
+  return c_proj(y);  // (B, T, a) -> (B, T, d)
+}
+
+}  // namespace isoflop

@@ -1,0 +1,34 @@
+#include "worker/models/gpt.h"
+
+namespace isoflop {
+
+BlockImpl::BlockImpl(const ModelSpec& spec, const ModelSpec::BlockShape& shape) {
+  ln_1 = register_module("ln_1", LayerNorm(shape.width, spec.bias));
+  attn = register_module("attn", CausalSelfAttention(spec, shape));
+  ln_2 = register_module("ln_2", LayerNorm(shape.width, spec.bias));
+  mlp = register_module("mlp", Mlp(spec, shape));
+}
+
+torch::Tensor BlockImpl::forward(torch::Tensor x) {
+  x = x + attn(ln_1(x));  // (B, T, d)
+  x = x + mlp(ln_2(x));   // (B, T, d)
+  return x;
+}
+
+torch::Tensor RunBlocks(const torch::nn::ModuleListImpl& blocks, torch::Tensor x) {
+  for (const auto& block : blocks) x = block->as<BlockImpl>()->forward(x);
+  return x;
+}
+
+GptImpl::GptImpl(const ModelSpec& spec) : LanguageModelImpl(spec) {
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < spec.n_layer; ++i) blocks->push_back(Block(spec, spec.block(i)));
+}
+
+torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
+  torch::Tensor x = Embed(idx);  // (B, T) -> (B, T, d)
+  x = RunBlocks(*blocks, x);     // (B, T, d)
+  return Unembed(x);             // (B, T, d) -> (B, T, V)
+}
+
+}  // namespace isoflop

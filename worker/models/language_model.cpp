@@ -1,0 +1,90 @@
+#include "worker/models/language_model.h"
+
+#include <string>
+#include <unordered_set>
+
+#include "worker/models/structured_linear.h"
+
+namespace isoflop {
+
+namespace F = torch::nn::functional;
+
+LayerNormImpl::LayerNormImpl(int64_t width, bool bias) : width(width) {
+  weight = register_parameter("weight", torch::ones({width}));
+  if (bias) this->bias = register_parameter("bias", torch::zeros({width}));
+}
+
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  return torch::layer_norm(x, {width}, weight, bias, /*eps=*/1e-5);
+}
+
+LanguageModelImpl::LanguageModelImpl(const ModelSpec& spec) : spec_(spec) {
+  wte = register_module("wte", torch::nn::Embedding(spec.vocab_size, spec.d_model));
+  if (spec.positions == Positions::kLearned) {
+    wpe = register_module("wpe", torch::nn::Embedding(spec.seq_len, spec.d_model));
+  }
+  ln_f = register_module("ln_f", LayerNorm(spec.final_width(), spec.bias));
+  if (!spec.tied_embeddings) {
+    lm_head = register_module(
+        "lm_head", torch::nn::Linear(
+                       torch::nn::LinearOptions(spec.final_width(), spec.vocab_size).bias(false)));
+  }
+  if (spec.self_guided.mode != SelfGuidedMode::kOff) {
+    guide_sampler_ = std::make_shared<GuideSampler>(/*seed=*/0);
+  }
+}
+
+torch::Tensor LanguageModelImpl::Embed(const torch::Tensor& idx) {
+  TORCH_CHECK(idx.dim() == 2 && idx.size(1) <= spec_.seq_len,
+              "idx must be (B, T) with T <= ", spec_.seq_len, ", got ", idx.sizes());
+  torch::Tensor x = wte(idx);                             // (B, T) -> (B, T, d)
+  if (wpe) x = x + wpe->weight.slice(0, 0, idx.size(1));  // + (T, d): learned absolute positions
+  return x;
+}
+
+torch::Tensor LanguageModelImpl::Unembed(const torch::Tensor& x) {
+  const torch::Tensor h = ln_f(x);                          // (B, T, d_final)
+  return lm_head ? lm_head(h) : F::linear(h, wte->weight);  // (B, T, d_final) -> (B, T, V)
+}
+
+void LanguageModelImpl::set_alpha(double alpha) {
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* layer = dynamic_cast<StructuredLinearImpl*>(module.get())) layer->set_alpha(alpha);
+  }
+}
+
+void LanguageModelImpl::SeedGuideSampler(uint64_t seed) {
+  if (!guide_sampler_) return;
+  guide_sampler_->Seed(seed);
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* layer = dynamic_cast<StructuredLinearImpl*>(module.get())) {
+      layer->set_guide_sampler(guide_sampler_);
+    }
+  }
+}
+
+void LanguageModelImpl::PremergeStructuredLayers(int64_t max_tokens) {
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* layer = dynamic_cast<StructuredLinearImpl*>(module.get()))
+      layer->Premerge(max_tokens);
+  }
+}
+
+torch::Tensor NextTokenLoss(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return F::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
+                          F::CrossEntropyFuncOptions().ignore_index(-1));
+}
+
+ModelParameterCount CountParameters(const torch::nn::Module& model) {
+  ModelParameterCount count;
+  std::unordered_set<const void*> seen;  // LibTorch lists a shared tensor once per owner
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) {
+    if (!seen.insert(item.value().unsafeGetTensorImpl()).second) continue;
+    const std::string& name = item.key();
+    const bool is_guide = name == "guide" || name.ends_with(".guide");
+    (is_guide ? count.guide : count.total) += item.value().numel();
+  }
+  return count;
+}
+
+}  // namespace isoflop

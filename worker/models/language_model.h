@@ -1,0 +1,88 @@
+// LanguageModel: the interface every architecture of the seed papers implements, and their shared
+// ends.
+//
+// A model maps token ids to next-token logits: idx (B, T) int64, T <= spec.seq_len -> (B, T, V).
+// Every variant embeds tokens at d_model (wte, plus wpe for learned positions), runs its own stack,
+// and ends in ln_f and lm_head at its final width (spec.final_width(): d_model / 2^stages for
+// lgpt/cgpt). The shared ends live here, so every variant names them alike ("wte.weight",
+// "ln_f.weight", "lm_head.weight") and they mirror the accountant's AddEmbeddings and AddHead.
+//
+// Models are built by BuildModel (model_registry.h), never constructed directly by callers: the
+// constructors allocate shapes, and the initialisation rules live in one place (init.h).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "common/model_spec.h"
+
+namespace isoflop {
+
+class GuideSampler;
+
+// nanoGPT's LayerNorm: a weight always, a bias only when spec.bias (torch::nn::LayerNorm has both
+// or neither). eps 1e-5, as in papers.md 1.2.
+struct LayerNormImpl : torch::nn::Module {
+  LayerNormImpl(int64_t width, bool bias);
+  torch::Tensor forward(const torch::Tensor& x);  // (..., width) -> (..., width)
+
+  int64_t width;
+  torch::Tensor weight;  // (width)
+  torch::Tensor bias;    // (width), undefined without spec.bias
+};
+TORCH_MODULE(LayerNorm);
+
+class LanguageModelImpl : public torch::nn::Module {
+ public:
+  // idx (B, T) int64, T <= spec().seq_len -> logits (B, T, vocab_size).
+  virtual torch::Tensor forward(const torch::Tensor& idx) = 0;
+
+  const ModelSpec& spec() const { return spec_; }
+
+  // Self-guided training (papers.md 3.4): the blend weight alpha of every structured FFN linear's
+  // dense guide, o = alpha W x + (1 - alpha) U(V x) + b. The trainer sets it once per optimizer
+  // step from GuideAlpha (structured_linear.h); 0 turns the guides off for good. No-op without any.
+  void set_alpha(double alpha);
+  // Seeds the u ~ U(0, 1) draws of reduce_flop: one stream for all layers, one draw per layer and
+  // call. All data-parallel ranks must use the same seed, so that they skip the same guides.
+  void SeedGuideSampler(uint64_t seed);
+  // The shared draw stream, for checkpoints (GuideSampler::State / SetState). Null without guides.
+  const std::shared_ptr<GuideSampler>& guide_sampler() const { return guide_sampler_; }
+
+  // Pre-merge for decoding (papers.md 3.3): folds every structured FFN linear into one dense
+  // (out x in) matrix, used in eval mode for calls of at most `max_tokens` tokens. Call after
+  // training and after moving the model to its device; a merge made stale by later weight updates
+  // is never used.
+  void PremergeStructuredLayers(int64_t max_tokens = 512);
+
+  torch::nn::Embedding wte{nullptr};  // (V, d_model)
+  torch::nn::Embedding wpe{nullptr};  // (T, d_model); null with rotary positions
+  LayerNorm ln_f{nullptr};            // at the final width
+  // (V, d_final), no bias; null when tied: the logits multiply by wte.weight.
+  torch::nn::Linear lm_head{nullptr};
+
+ protected:
+  explicit LanguageModelImpl(const ModelSpec& spec);
+
+  torch::Tensor Embed(const torch::Tensor& idx);  // (B, T) -> (B, T, d_model)
+  torch::Tensor Unembed(const torch::Tensor& x);  // (B, T, d_final) -> (B, T, V)
+
+  ModelSpec spec_;
+  std::shared_ptr<GuideSampler> guide_sampler_;
+};
+
+// Mean next-token cross-entropy over all positions: logits (B, T, V), targets (B, T) int64 holding
+// the token that follows each position; targets equal to -1 are ignored (nanoGPT's convention).
+torch::Tensor NextTokenLoss(const torch::Tensor& logits, const torch::Tensor& targets);
+
+// Parameter elements of a model by the accountant's rule (accountant.h): every tensor counted once
+// however often it is shared; self-guided training's dense guides ("guide" parameters) apart.
+struct ModelParameterCount {
+  int64_t total = 0;  // compare with Accountant::Params(spec).total
+  int64_t guide = 0;  // compare with Accountant::Params(spec).guide
+};
+ModelParameterCount CountParameters(const torch::nn::Module& model);
+
+}  // namespace isoflop

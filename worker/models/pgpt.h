@@ -1,0 +1,43 @@
+// pgpt, ParallelGPT (papers.md 1.3): `paths` independent stacks of n_layer / paths pre-LN blocks,
+// each fed by its own input adapter, mixed by learned weights before ln_f.
+//
+//   x0 = wte(idx) + wpe(t)
+//   x_p = path_p(adapter_p(x0))          adapter_p = Linear(d, d) with bias, one per path
+//   y = s x_1 + (1 - s) x_2              two paths: s = sigmoid(w), one scalar w initialised to 0.5
+//   y = sum_p m_p x_p                    more: m_p = sigmoid(w_p) / sum_q sigmoid(w_q), w_p = 0.5
+//   logits = lm_head(ln_f(y))
+// For more than two paths the paper's figure draws a "weighted addition" without saying how; the
+// normalised sigmoids keep the two-path rule's form: weights in (0, 1), sum 1, equal at init.
+//
+// Drop-a-path inference ("pgpt-1"): only the path with the largest mixing weight runs and its
+// output goes straight to ln_f. The paper's code also skipped ln_f in this mode, a bug this code
+// does not reproduce: ln_f is part of the trained head and the logits' scale depends on it.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "common/model_spec.h"
+#include "worker/models/gpt.h"
+#include "worker/models/language_model.h"
+
+namespace isoflop {
+
+struct ParallelGptImpl : LanguageModelImpl {
+  explicit ParallelGptImpl(const ModelSpec& spec);
+  torch::Tensor forward(const torch::Tensor& idx) override;  // (B, T) -> (B, T, V)
+
+  // (paths): the mixing weight of each path, positive and summing to 1.
+  torch::Tensor MixingWeights();
+  // pgpt-1: run only the heaviest path. Meant for evaluation of a trained model.
+  void set_single_path(bool on) { single_path_ = on; }
+  bool single_path() const { return single_path_; }
+
+  torch::nn::ModuleList adapters{nullptr};  // `paths` Linear(d, d) with bias
+  torch::nn::ModuleList paths{nullptr};     // `paths` ModuleLists of n_layer / paths Blocks
+  torch::Tensor mix;                        // (1) for two paths, else (paths): the logits w
+
+ private:
+  bool single_path_ = false;
+};
+
+}  // namespace isoflop
