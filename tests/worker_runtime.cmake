@@ -1,0 +1,10 @@
+# The worker's runtime (worker/runtime/): schedule, batch plan, token stream, metrics, checkpoints and
+# AdamW as units, and isoflop-worker end to end on a tiny CPU model (the executable's path comes in as
+# ISOFLOP_WORKER_BIN).
+if(TARGET isoflop_runtime)
+  isoflop_test(worker_runtime_test ONE_PROCESS SOURCES worker_runtime_test.cpp LIBS isoflop_runtime)
+  target_precompile_headers(worker_runtime_test REUSE_FROM isoflop_models)
+  target_compile_definitions(worker_runtime_test PRIVATE
+    ISOFLOP_WORKER_BIN="$<TARGET_FILE:isoflop-worker>")
+  add_dependencies(worker_runtime_test isoflop-worker)
+endif()

@@ -1,0 +1,645 @@
+#include "worker/runtime/trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unordered_set>
+
+#include "common/store/run_store.h"
+#include "worker/models/model_registry.h"
+#include "worker/models/structured_linear.h"
+
+namespace isoflop {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+double UnixTime() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// "1h02m", "3m05s", "12s": for the ETA on stderr.
+std::string Duration(double seconds) {
+  const int64_t s = std::llround(std::max(0.0, seconds));
+  if (s >= 3600) return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return fmt::format("{}m{:02}s", s / 60, s % 60);
+  return fmt::format("{}s", s);
+}
+
+// bf16 autocast over one forward pass (PyTorch's `with torch.autocast(...)`): the casts of weights
+// are cached while the scope is open and dropped when the outermost scope closes, since the next
+// optimizer step changes the weights they were made from.
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, c10::DeviceType device_type)
+      : enabled_(enabled), device_type_(device_type) {
+    if (!enabled_) return;
+    was_enabled_ = at::autocast::is_autocast_enabled(device_type_);
+    previous_dtype_ = at::autocast::get_autocast_dtype(device_type_);
+    at::autocast::set_autocast_enabled(device_type_, true);
+    at::autocast::set_autocast_dtype(device_type_, at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_type_, was_enabled_);
+    at::autocast::set_autocast_dtype(device_type_, previous_dtype_);
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_;
+  c10::DeviceType device_type_;
+  bool was_enabled_ = false;
+  at::ScalarType previous_dtype_ = at::kBFloat16;
+};
+
+// Evaluation mode for the scope's duration (no dropout exists, but self-guided layers blend their
+// guide deterministically and pre-merged layers may be used in eval mode).
+class EvalModeScope {
+ public:
+  explicit EvalModeScope(torch::nn::Module& module) : module_(module) { module_.eval(); }
+  ~EvalModeScope() { module_.train(); }
+  EvalModeScope(const EvalModeScope&) = delete;
+  EvalModeScope& operator=(const EvalModeScope&) = delete;
+
+ private:
+  torch::nn::Module& module_;
+  torch::NoGradGuard no_grad_;
+};
+
+// Every parameter and buffer of the model once, by name: what a checkpoint stores.
+NamedTensors ModelTensors(const torch::nn::Module& model) {
+  NamedTensors tensors;
+  std::unordered_set<const void*> seen;
+  for (const auto& item : model.named_parameters()) {
+    if (seen.insert(item.value().unsafeGetTensorImpl()).second) {
+      tensors.emplace_back(item.key(), item.value());
+    }
+  }
+  for (const auto& item : model.named_buffers()) {
+    if (seen.insert(item.value().unsafeGetTensorImpl()).second) {
+      tensors.emplace_back(item.key(), item.value());
+    }
+  }
+  return tensors;
+}
+
+// torch.nn.utils.clip_grad_norm_ without its host synchronisation: the total norm stays a device
+// scalar (read only when a record needs it), and the gradients are scaled by
+// min(1, max_norm / (norm + 1e-6)) on the device. max_norm <= 0 only measures.
+torch::Tensor ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const torch::Tensor& p : params) {
+    if (p.grad().defined()) grads.push_back(p.grad());
+  }
+  if (grads.empty()) return torch::zeros({});
+  const std::vector<torch::Tensor> norms = torch::_foreach_norm(grads, 2);
+  torch::Tensor total = torch::linalg_vector_norm(torch::stack(norms), 2);
+  if (max_norm > 0) {
+    const torch::Tensor scale = ((total + 1e-6).reciprocal() * max_norm).clamp_max(1.0);
+    torch::_foreach_mul_(grads, scale);
+  }
+  return total;
+}
+
+// The end-of-text id that starts a sample, and whether ids are bytes that print as themselves: from
+// the data directory's manifest.json (data_prepare.h) when there is one, else from data.tokenizer.
+Result<Trainer::SampleVocabulary> FindSampleVocabulary(const DataSpec& data, int64_t vocab_size) {
+  Trainer::SampleVocabulary vocab;
+  std::string tokenizer = data.tokenizer;
+  vocab.eot = tokenizer == "bytes" ? 256 : 50256;  // the byte tokenizer's and GPT-2's EOT
+  fs::path dir = data.train;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    Result<std::vector<std::string>> shards = ListShards(data.train);
+    if (shards.ok() && !shards->empty()) dir = fs::path(shards->front()).parent_path();
+  }
+  std::ifstream in(dir / "manifest.json");
+  if (in) {
+    const json manifest = json::parse(in, nullptr, /*allow_exceptions=*/false);
+    if (manifest.is_object() && manifest.contains("tokenizer") &&
+        manifest["tokenizer"].is_string() && manifest.contains("eot_token") &&
+        manifest["eot_token"].is_number_integer()) {
+      tokenizer = manifest["tokenizer"].get<std::string>();
+      vocab.eot = manifest["eot_token"].get<int64_t>();
+    }
+  } else if (tokenizer != "gpt2" && tokenizer != "bytes") {
+    return Status::InvalidArgument(fmt::format(
+        "--sample: data.tokenizer \"{}\" has no known end-of-text id and {} holds no manifest.json",
+        tokenizer, dir.string()));
+  }
+  vocab.bytes = tokenizer == "bytes";
+  if (vocab.eot < 0 || vocab.eot >= vocab_size) {
+    return Status::InvalidArgument(fmt::format(
+        "--sample: the end-of-text id {} of tokenizer \"{}\" is outside the model's vocabulary "
+        "(model.vocab_size {})",
+        vocab.eot, tokenizer, vocab_size));
+  }
+  return vocab;
+}
+
+}  // namespace
+
+Result<RunConfig> ReadRunConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument(fmt::format("{}: cannot open the run config", path));
+  const json j = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::InvalidArgument(fmt::format("{}: not valid JSON", path));
+  Result<RunConfig> run = RunConfigFromJson(j);
+  if (!run.ok()) {
+    return Status::InvalidArgument(fmt::format("{}: {}", path, run.status().message()));
+  }
+  return run;
+}
+
+Trainer::Trainer(const RunConfig& run, const TrainerOptions& options)
+    : run_(run), options_(options), attempt_start_(std::chrono::steady_clock::now()) {}
+
+Trainer::~Trainer() = default;
+
+Result<std::unique_ptr<Trainer>> Trainer::Create(const RunConfig& run,
+                                                 const TrainerOptions& options) {
+  std::unique_ptr<Trainer> trainer(new Trainer(run, options));
+  ISOFLOP_RETURN_IF_ERROR(trainer->Init());
+  return trainer;
+}
+
+Status Trainer::Init() {
+  const ModelSpec& spec = run_.model;
+  if (Status st = spec.Validate(); !st.ok()) {
+    return Status::InvalidArgument(fmt::format("model: {}", st.message()));
+  }
+  if (run_.train.optimizer.name != "adamw") {
+    return Status::InvalidArgument(fmt::format(
+        "train.optimizer.name: \"{}\" is not supported (adamw)", run_.train.optimizer.name));
+  }
+  if (options_.threads < 1) {
+    return Status::InvalidArgument(
+        fmt::format("--threads: {} is not a positive thread count", options_.threads));
+  }
+  if (options_.run_dir.empty()) return Status::InvalidArgument("--run-dir: missing");
+  if (run_.data.train.empty()) return Status::InvalidArgument("data.train: no training data named");
+  if (options_.sample_tokens > 0) {
+    // Checked before training, not after it: a sample must not be what fails a finished run.
+    Result<SampleVocabulary> vocab = FindSampleVocabulary(run_.data, spec.vocab_size);
+    if (!vocab.ok()) return vocab.status();
+    sample_vocabulary_ = *vocab;
+  }
+  if (run_.resources.gpus > 1) {
+    spdlog::warn("resources.gpus: {} requested; this worker trains on one device (rank 0 of 1)",
+                 run_.resources.gpus);
+  }
+  if (!run_.eval.benchmarks.empty()) {
+    spdlog::warn(
+        "eval.benchmarks: {} benchmark(s) configured; this worker reports val_loss and "
+        "val_ppl only, benchmarks are not scored",
+        run_.eval.benchmarks.size());
+  }
+
+  Result<DeviceInfo> device = SelectDevice(options_.device);
+  if (!device.ok()) return device.status();
+  device_ = *device;
+  torch::set_num_threads(options_.threads);
+  const bool cuda = device_.device.is_cuda();
+  switch (run_.train.precision) {
+    case Precision::kFp32:
+      bf16_autocast_ = false;
+      break;
+    case Precision::kBf16:
+      bf16_autocast_ = true;
+      break;
+    case Precision::kAuto:
+      bf16_autocast_ = cuda;
+      break;
+  }
+  if (cuda) {
+    // TF32 for the float32 matmuls outside autocast (nanoGPT's setting); cuDNN is not used.
+    at::globalContext().setFloat32MatmulPrecision("high");
+  } else {
+    at::globalContext().setDeterministicAlgorithms(true, /*warn_only=*/false);
+  }
+
+  const int64_t max_micro_tokens =
+      cuda ? DefaultGpuMicroTokens(spec, device_.memory_bytes) : kCpuMaxMicroTokens;
+  Result<TrainingPlan> plan = PlanTraining(run_, DataSlice{}, max_micro_tokens);
+  if (!plan.ok()) return plan.status();
+  plan_ = *plan;
+  Result<LrSchedule> schedule =
+      LrSchedule::Create(run_.train.schedule, run_.train.optimizer.lr, plan_.total_steps);
+  if (!schedule.ok()) return schedule.status();
+  schedule_ = *schedule;
+
+  Result<TokenStream> train = TokenStream::Open(run_.data.train, spec.seq_len, spec.vocab_size);
+  if (!train.ok()) {
+    return Status::InvalidArgument(fmt::format("data.train: {}", train.status().message()));
+  }
+  train_data_.emplace(std::move(train).value());
+  if (!run_.data.val.empty()) {
+    Result<TokenStream> val = TokenStream::Open(run_.data.val, spec.seq_len, spec.vocab_size);
+    if (!val.ok()) {
+      return Status::InvalidArgument(fmt::format("data.val: {}", val.status().message()));
+    }
+    val_data_.emplace(std::move(val).value());
+  }
+
+  torch::manual_seed(static_cast<uint64_t>(run_.seed));
+  Result<std::shared_ptr<LanguageModelImpl>> model =
+      BuildModel(spec, static_cast<uint64_t>(run_.seed));
+  if (!model.ok()) return model.status();
+  model_ = *model;
+  model_->to(device_.device);
+  for (const auto& [name, tensor] : ModelTensors(*model_)) {
+    if (tensor.requires_grad()) params_.push_back(tensor);
+  }
+  const ModelParameterCount params = CountParameters(*model_);
+  if (run_.accounting.params > 0 && params.total != run_.accounting.params) {
+    spdlog::warn("the model has {} parameters, the plan's accounting {}", params.total,
+                 run_.accounting.params);
+  }
+  optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), run_.train.optimizer);
+
+  std::error_code ec;
+  fs::create_directories(options_.run_dir, ec);
+  if (ec) {
+    return Status::IOError(fmt::format("{}: cannot create: {}", options_.run_dir, ec.message()));
+  }
+  Result<MetricsWriter> metrics =
+      MetricsWriter::Open((fs::path(options_.run_dir) / "metrics.jsonl").string());
+  if (!metrics.ok()) return metrics.status();
+  metrics_.emplace(std::move(metrics).value());
+  run_id_ = RunId(run_);
+  Result<CheckpointDir> checkpoints =
+      CheckpointDir::Open((fs::path(options_.run_dir) / "checkpoints").string(), run_id_);
+  if (!checkpoints.ok()) return checkpoints.status();
+  checkpoints_.emplace(std::move(checkpoints).value());
+  return Status::OK();
+}
+
+double Trainer::GuideAlphaAt(int64_t step) const {
+  return plan_.guided_steps > 0 ? GuideAlpha(plan_.alpha_schedule, step, plan_.guided_steps) : 0.0;
+}
+
+double Trainer::ElapsedSeconds() const {
+  return prior_seconds_ +
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - attempt_start_).count();
+}
+
+bool Trainer::StopRequested() const {
+  return options_.stop_requested != nullptr && options_.stop_requested->load();
+}
+
+Status Trainer::Resume() {
+  torch::serialize::InputArchive archive;
+  Result<CheckpointFile> file = checkpoints_->LoadNewest(&archive, device_.device);
+  if (file.status().code() == Status::Code::kNotFound) return Status::OK();  // a fresh run
+  if (!file.ok()) return file.status();
+
+  ISOFLOP_RETURN_IF_ERROR(ReadTensors(archive, "model", ModelTensors(*model_)));
+  ISOFLOP_RETURN_IF_ERROR(ReadTensors(archive, "optimizer", optimizer_->State()));
+  c10::IValue position, elapsed, train_loss, guide_state;
+  torch::Tensor cpu_rng, cuda_rng;
+  try {
+    archive.read("data_position", position);
+    archive.read("elapsed_seconds", elapsed);
+    archive.read("train_loss", train_loss);
+    archive.read("guide_sampler", guide_state);
+    archive.read("rng_cpu", cpu_rng, /*is_buffer=*/true);
+    // Absent when the checkpoint was written on the CPU: a run may move between device kinds.
+    if (device_.device.is_cuda()) archive.try_read("rng_cuda", cuda_rng, /*is_buffer=*/true);
+  } catch (const c10::Error& e) {
+    return Status::FailedPrecondition(
+        fmt::format("{}: written by another version of the worker: {}", file->path,
+                    e.what_without_backtrace()));
+  }
+  if (position.toInt() % plan_.seq_len != 0) {
+    return Status::FailedPrecondition(
+        fmt::format("{}: data position {} is not a window boundary of seq_len {}", file->path,
+                    position.toInt(), plan_.seq_len));
+  }
+  step_ = file->step;
+  data_window_ = position.toInt() / plan_.seq_len;
+  prior_seconds_ = elapsed.toDouble();
+  last_train_loss_ = train_loss.toDouble();
+  last_checkpoint_step_ = step_;
+  {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    cpu.set_state(cpu_rng.to(torch::kCPU));
+  }
+  if (cuda_rng.defined()) {
+    at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(device_.device.index());
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(cuda_rng.to(torch::kCPU));
+  }
+  if (const auto& sampler = model_->guide_sampler()) {
+    if (!sampler->SetState(guide_state.toStringRef())) {
+      return Status::Corruption(fmt::format("{}: unreadable guide sampler state", file->path));
+    }
+  }
+  spdlog::info("resuming from {} (step {} of {})", file->path, step_, plan_.total_steps);
+  return metrics_->Append({{"type", "resume"}, {"step", step_}});
+}
+
+Status Trainer::WriteStartRecord() {
+  const bool cuda = device_.device.is_cuda();
+  json record = {
+      {"type", "start"},
+      {"attempt_time", UnixTime()},
+      {"resumed_from_step", step_},
+      {"device", device_.device.str()},
+      {"gpu", cuda ? json(device_.name) : json(nullptr)},
+      {"peak_flops", device_.peak_flops},
+      {"torch", TORCH_VERSION},
+      {"threads", options_.threads},
+      {"params", CountParameters(*model_).total},
+      {"micro_batch", plan_.micro_batch},
+      {"micro_steps", plan_.micro_steps},
+      {"precision", bf16_autocast_ ? "bf16" : "fp32"},
+      {"run_id", run_id_},
+  };
+  spdlog::info("run {} on {}{}: {} steps of {} tokens ({} x {} sequences of {}), {} parameters",
+               run_.name, device_.device.str(), cuda ? " (" + device_.name + ")" : "",
+               plan_.total_steps, plan_.batch_tokens, plan_.micro_steps, plan_.micro_batch,
+               plan_.seq_len, record["params"].get<int64_t>());
+  return metrics_->Append(record);
+}
+
+Status Trainer::TrainStep(TrainingObserver* observer, torch::Tensor* loss,
+                          torch::Tensor* grad_norm) {
+  const int64_t T = plan_.seq_len;
+  const int64_t B = plan_.micro_batch;
+  if (plan_.repeats_guided_data && step_ == plan_.unique_steps) {
+    // fixedflop: the last G steps train on the first G steps' data again (papers.md 3.4).
+    data_window_ = 0;
+  }
+  const int64_t per_epoch = train_data_->windows_per_epoch();
+  const int64_t epoch_after = (data_window_ + plan_.sequences_per_step - 1) / per_epoch;
+  if (epoch_after > data_window_ / per_epoch) {
+    spdlog::warn("train data: all {} tokens used; step {} starts epoch {}", train_data_->size(),
+                 step_ + 1, epoch_after + 1);
+  }
+  if (plan_.guided_steps > 0) model_->set_alpha(GuideAlphaAt(step_));
+
+  const bool cuda = device_.device.is_cuda();
+  const auto host_options = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(cuda);
+  torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_.device));
+  for (int64_t micro = 0; micro < plan_.micro_steps; ++micro) {
+    // A fresh pinned buffer per micro-batch: the caching host allocator recycles it only once its
+    // asynchronous copy is done, so the host can read ahead while the GPU works.
+    torch::Tensor windows = torch::empty({B, T + 1}, host_options);
+    ISOFLOP_RETURN_IF_ERROR(
+        train_data_->ReadBatch(data_window_, micro * B, B, plan_.slice,
+                               std::span<int64_t>(windows.data_ptr<int64_t>(), windows.numel())));
+    if (observer != nullptr) observer->OnMicroBatch(step_, micro, windows);
+    const torch::Tensor batch = windows.to(device_.device, /*non_blocking=*/true);
+    const torch::Tensor inputs = batch.narrow(1, 0, T);   // (B, T)
+    const torch::Tensor targets = batch.narrow(1, 1, T);  // (B, T): the next token of each input
+    torch::Tensor micro_loss;
+    {
+      AutocastScope autocast(bf16_autocast_, device_.device.type());
+      micro_loss = NextTokenLoss(model_->forward(inputs), targets);
+    }
+    // The mean over the whole batch: every micro-batch holds the same number of tokens.
+    (micro_loss / static_cast<double>(plan_.micro_steps)).backward();
+    loss_sum += micro_loss.detach().to(torch::kFloat32);
+  }
+  *loss = loss_sum / static_cast<double>(plan_.micro_steps);
+  *grad_norm = ClipGradNorm(params_, run_.train.grad_clip);
+  optimizer_->Step(schedule_->At(step_));
+  optimizer_->ZeroGrad();
+  data_window_ += plan_.sequences_per_step;
+  ++step_;
+  return Status::OK();
+}
+
+Status Trainer::Checkpoint() {
+  torch::serialize::OutputArchive archive;
+  WriteTensors(archive, "model", ModelTensors(*model_));
+  WriteTensors(archive, "optimizer", optimizer_->State());
+  archive.write("data_position", c10::IValue(data_window_ * plan_.seq_len));
+  archive.write("elapsed_seconds", c10::IValue(ElapsedSeconds()));
+  archive.write("train_loss", c10::IValue(last_train_loss_));
+  const auto& sampler = model_->guide_sampler();
+  archive.write("guide_sampler", c10::IValue(sampler ? sampler->State() : std::string()));
+  {
+    at::Generator cpu = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(cpu.mutex());
+    archive.write("rng_cpu", cpu.get_state(), /*is_buffer=*/true);
+  }
+  if (device_.device.is_cuda()) {
+    at::Generator gen = at::cuda::detail::getDefaultCUDAGenerator(device_.device.index());
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    archive.write("rng_cuda", gen.get_state(), /*is_buffer=*/true);
+  }
+  Result<CheckpointFile> file = checkpoints_->Write(step_, archive);
+  if (!file.ok()) return file.status();
+  last_checkpoint_step_ = step_;
+  ISOFLOP_RETURN_IF_ERROR(metrics_->Append(
+      {{"type", "checkpoint"}, {"step", step_}, {"path", file->path}, {"bytes", file->bytes}}));
+  return metrics_->Sync();
+}
+
+int64_t Trainer::EvalWindows() const {
+  const int64_t T = plan_.seq_len;
+  return std::min((run_.eval.val_tokens + T - 1) / T, val_data_->windows_per_epoch());
+}
+
+Result<double> Trainer::Evaluate() {
+  const int64_t T = plan_.seq_len;
+  const int64_t windows = EvalWindows();
+  if (plan_.guided_steps > 0) model_->set_alpha(GuideAlphaAt(step_));
+  EvalModeScope eval_mode(*model_);
+  torch::Tensor loss_sum =
+      torch::zeros({}, torch::TensorOptions().device(device_.device).dtype(torch::kFloat64));
+  for (int64_t first = 0; first < windows; first += plan_.micro_batch) {
+    const int64_t count = std::min(plan_.micro_batch, windows - first);
+    torch::Tensor host = torch::empty({count, T + 1}, torch::kInt64);
+    ISOFLOP_RETURN_IF_ERROR(val_data_->ReadBatch(
+        0, first, count, DataSlice{}, std::span<int64_t>(host.data_ptr<int64_t>(), host.numel())));
+    const torch::Tensor batch = host.to(device_.device);
+    torch::Tensor loss;
+    {
+      AutocastScope autocast(bf16_autocast_, device_.device.type());
+      loss = NextTokenLoss(model_->forward(batch.narrow(1, 0, T)), batch.narrow(1, 1, T));
+    }
+    loss_sum += loss.to(torch::kFloat64) * static_cast<double>(count);
+  }
+  return loss_sum.item<double>() / static_cast<double>(windows);
+}
+
+Status Trainer::EvaluateAndRecord() {
+  if (!val_data_ || run_.eval.val_tokens <= 0) return Status::OK();
+  Result<double> loss = Evaluate();
+  if (!loss.ok()) return loss.status();
+  last_val_loss_ = *loss;
+  const int64_t windows = EvalWindows();
+  const json base = {{"type", "eval"},
+                     {"step", step_},
+                     {"tokens", plan_.TokensAfter(step_)},
+                     {"flops", plan_.FlopsAfter(step_)},
+                     {"count", windows * plan_.seq_len}};
+  json loss_record = base, ppl_record = base;
+  loss_record["name"] = "val_loss";
+  loss_record["value"] = *loss;
+  ppl_record["name"] = "val_ppl";
+  ppl_record["value"] = std::exp(*loss);
+  ISOFLOP_RETURN_IF_ERROR(metrics_->Append(loss_record));
+  ISOFLOP_RETURN_IF_ERROR(metrics_->Append(ppl_record));
+  spdlog::info("step {}: val loss {:.4f} (ppl {:.2f}) over {} tokens", step_, *loss,
+               std::exp(*loss), windows * plan_.seq_len);
+  return Status::OK();
+}
+
+Status Trainer::WriteSample() {
+  const SampleVocabulary* vocab = &*sample_vocabulary_;
+  if (plan_.guided_steps > 0) model_->set_alpha(GuideAlphaAt(step_));
+  EvalModeScope eval_mode(*model_);
+  std::vector<int64_t> ids = {vocab->eot};
+  for (int64_t i = 0; i < options_.sample_tokens; ++i) {
+    const int64_t context = std::min<int64_t>(static_cast<int64_t>(ids.size()), plan_.seq_len);
+    const torch::Tensor idx =
+        torch::tensor(std::vector<int64_t>(ids.end() - context, ids.end()), torch::kInt64)
+            .view({1, context})
+            .to(device_.device);
+    torch::Tensor logits;
+    {
+      AutocastScope autocast(bf16_autocast_, device_.device.type());
+      logits = model_->forward(idx);  // (1, context, V)
+    }
+    ids.push_back(logits[0][context - 1].argmax().item<int64_t>());
+  }
+  std::ostringstream out;
+  for (size_t i = 1; i < ids.size(); ++i) out << (i > 1 ? " " : "") << ids[i];
+  out << "\n";
+  if (vocab->bytes) {
+    out << "\n";
+    for (size_t i = 1; i < ids.size(); ++i) {
+      if (ids[i] == vocab->eot) {
+        out << "<|endoftext|>";
+      } else if (ids[i] < 256) {
+        out << static_cast<char>(ids[i]);
+      }
+    }
+    out << "\n";
+  }
+  const std::string path = (fs::path(options_.run_dir) / "sample.txt").string();
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file << out.str();
+  if (!file.flush()) return Status::IOError(fmt::format("{}: cannot write the sample", path));
+  spdlog::info("wrote {} sampled tokens to {}", options_.sample_tokens, path);
+  return Status::OK();
+}
+
+Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
+  ISOFLOP_RETURN_IF_ERROR(Resume());
+  ISOFLOP_RETURN_IF_ERROR(WriteStartRecord());
+  model_->train();
+
+  auto stop = [&]() -> Result<TrainingOutcome> {
+    if (last_checkpoint_step_ != step_) ISOFLOP_RETURN_IF_ERROR(Checkpoint());
+    ISOFLOP_RETURN_IF_ERROR(metrics_->Sync());
+    spdlog::info("stopped after step {} of {}; a later attempt resumes from its checkpoint", step_,
+                 plan_.total_steps);
+    return TrainingOutcome::kStopped;
+  };
+
+  auto interval_start = std::chrono::steady_clock::now();
+  int64_t interval_first_step = step_;
+  while (step_ < plan_.total_steps) {
+    if (StopRequested() || (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps)) {
+      return stop();
+    }
+    const int64_t step = step_;
+    const double lr = schedule_->At(step);
+    const double alpha = GuideAlphaAt(step);
+    torch::Tensor loss, grad_norm;
+    ISOFLOP_RETURN_IF_ERROR(TrainStep(observer, &loss, &grad_norm));
+
+    const bool log = step_ % plan_.log_every == 0 || step_ == plan_.total_steps;
+    if (log || observer != nullptr) {
+      last_train_loss_ = loss.item<double>();  // waits for the step: the only sync of a step
+      const double norm = grad_norm.item<double>();
+      if (observer != nullptr) observer->OnStep(step, lr, alpha, last_train_loss_, norm);
+      if (log) {
+        const auto now = std::chrono::steady_clock::now();
+        const double seconds = std::chrono::duration<double>(now - interval_start).count();
+        const int64_t steps = step_ - interval_first_step;
+        const double tokens_per_s =
+            seconds > 0 ? static_cast<double>(plan_.TokensAfter(steps)) / seconds : 0;
+        const double flops_per_s =
+            seconds > 0
+                ? (plan_.FlopsAfter(step_) - plan_.FlopsAfter(interval_first_step)) / seconds
+                : 0;
+        const double mfu =
+            device_.peak_flops > 0 ? flops_per_s / (device_.peak_flops * plan_.slice.world) : 0;
+        const double epoch = static_cast<double>(data_window_) /
+                             static_cast<double>(train_data_->windows_per_epoch());
+        ISOFLOP_RETURN_IF_ERROR(metrics_->Append({{"type", "train"},
+                                                  {"step", step_},
+                                                  {"tokens", plan_.TokensAfter(step_)},
+                                                  {"flops", plan_.FlopsAfter(step_)},
+                                                  {"train_loss", last_train_loss_},
+                                                  {"lr", lr},
+                                                  {"grad_norm", norm},
+                                                  {"tokens_per_s", tokens_per_s},
+                                                  {"mfu", mfu},
+                                                  {"epoch", epoch},
+                                                  {"time", UnixTime()}}));
+        const double eta = steps > 0 ? seconds / static_cast<double>(steps) *
+                                           static_cast<double>(plan_.total_steps - step_)
+                                     : 0;
+        spdlog::info(
+            "step {}/{} | loss {:.4f} | lr {:.3e} | norm {:.3f} | {:.0f} tok/s | mfu {:.1f}% | "
+            "ETA {}",
+            step_, plan_.total_steps, last_train_loss_, lr, norm, tokens_per_s, 100 * mfu,
+            Duration(eta));
+        interval_start = std::chrono::steady_clock::now();
+        interval_first_step = step_;
+      }
+    }
+    const bool last = step_ == plan_.total_steps;
+    bool paused = false;  // evaluation and checkpoint time is not training throughput
+    if (!last && plan_.eval_every > 0 && step_ % plan_.eval_every == 0) {
+      ISOFLOP_RETURN_IF_ERROR(EvaluateAndRecord());
+      paused = true;
+    }
+    if (last || step_ % plan_.checkpoint_every == 0) {
+      ISOFLOP_RETURN_IF_ERROR(Checkpoint());
+      paused = true;
+    }
+    if (paused) {
+      interval_start = std::chrono::steady_clock::now();
+      interval_first_step = step_;
+    }
+  }
+
+  if (last_checkpoint_step_ != step_) ISOFLOP_RETURN_IF_ERROR(Checkpoint());
+  ISOFLOP_RETURN_IF_ERROR(EvaluateAndRecord());
+  if (options_.sample_tokens > 0) ISOFLOP_RETURN_IF_ERROR(WriteSample());
+  ISOFLOP_RETURN_IF_ERROR(
+      metrics_->Append({{"type", "complete"},
+                        {"step", step_},
+                        {"tokens", plan_.TokensAfter(step_)},
+                        {"flops", plan_.FlopsAfter(step_)},
+                        {"final_train_loss", last_train_loss_},
+                        {"final_val_loss", last_val_loss_ ? json(*last_val_loss_) : json(nullptr)},
+                        {"seconds", ElapsedSeconds()}}));
+  ISOFLOP_RETURN_IF_ERROR(metrics_->Sync());
+  spdlog::info("run complete: {} steps, {} tokens, {:.3e} FLOPs", step_, plan_.TokensAfter(step_),
+               plan_.FlopsAfter(step_));
+  return TrainingOutcome::kComplete;
+}
+
+}  // namespace isoflop
