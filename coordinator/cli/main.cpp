@@ -101,7 +101,7 @@ int RunResults(const StateDir& state, const std::string& sweep, const std::strin
   if (!sweep_id.ok()) return Fail(sweep_id.status());
   auto result = (*store)->Query(fmt::format(
       "SELECT name AS run, variant, size, budget, seed, state, params, tokens, flops, train_loss, "
-      "val_loss FROM final_metrics WHERE sweep_id = {} ORDER BY variant, size, budget, seed",
+      "val_loss FROM sweep_results WHERE sweep_id = {} ORDER BY variant, size, budget, seed",
       *sweep_id));
   if (!result.ok()) return Fail(result.status());
   std::cout << FormatResult(*result, *format);
