@@ -135,8 +135,10 @@ struct AttemptRow {
 struct AttemptEnd {
   std::string run_id;
   int64_t attempt = 0;
-  std::optional<int64_t> exit_status;  // unknown for a process that ended while nobody waited on it
-  std::string cause;                   // "code fault: exit status 70", "lost: heartbeat timeout"
+  // The exit code, or minus the number of the signal that ended the process; unknown (nullopt) for
+  // a process that ended while nobody waited on it.
+  std::optional<int64_t> exit_status;
+  std::string cause;                   // "code fault: exit status 70", as stored in attempts.cause
   RunState state = RunState::kFailed;  // COMPLETED, FAILED, LOST or CANCELLED
   std::string reason;                  // the event's reason for entering `state`
   std::optional<double> retry_delay_s;  // set: retry after this many seconds
