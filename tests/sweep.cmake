@@ -49,3 +49,12 @@ if(ISOFLOP_FUZZ)
   set_tests_properties(sweep_fuzzer_seeds sweep_fuzzer_run PROPERTIES LABELS fuzz TIMEOUT 300)
   add_dependencies(fuzz_targets sweep_fuzzer)
 endif()
+
+# Every example sweep shipped in sweeps/ and cluster/ plans without an error (the README promises they
+# run as written). Data that is not prepared yet only warns, so this needs no corpus.
+file(GLOB EXAMPLE_SWEEPS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/sweeps/*.yaml
+  ${PROJECT_SOURCE_DIR}/cluster/*.yaml)
+foreach(sweep ${EXAMPLE_SWEEPS})
+  get_filename_component(sweep_name ${sweep} NAME_WE)
+  add_test(NAME example_sweep_plans_${sweep_name} COMMAND isoflop plan ${sweep} --format csv)
+endforeach()

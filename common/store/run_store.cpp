@@ -1089,6 +1089,43 @@ Result<std::vector<std::string>> RunStore::SweepRunIds(int64_t sweep_id) const {
   return ReadStrings(*select);
 }
 
+Result<std::vector<RunOutcome>> RunStore::RunOutcomes(int64_t sweep_id,
+                                                      const std::string& metric) const {
+  Result<bool> exists = SweepExists(db_, sweep_id);
+  if (!exists.ok()) return exists.status();
+  if (!*exists) return Status::NotFound(fmt::format("no sweep #{}", sweep_id));
+  Result<Statement> select = Statement::Prepare(db_, R"sql(
+      SELECT r.id, r.name, r.variant, r.size, r.budget, r.seed, r.state, r.params,
+             r.params_nonemb, r.tokens_target, r.planned_flops,
+             (SELECT value FROM evals WHERE run_id = r.id AND name = ?2 ORDER BY step DESC LIMIT 1)
+      FROM sweep_runs AS l JOIN runs AS r ON r.id = l.run_id
+      WHERE l.sweep_id = ?1 ORDER BY l.position)sql");
+  if (!select.ok()) return select.status();
+  select->Bind(1, sweep_id).Bind(2, metric);
+  std::vector<RunOutcome> outcomes;
+  for (;;) {
+    Result<bool> row = select->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return outcomes;
+    RunOutcome& run = outcomes.emplace_back();
+    run.run_id = select->ColumnText(0);
+    run.name = select->ColumnText(1);
+    run.variant = select->ColumnText(2);
+    run.size = select->ColumnText(3);
+    run.budget = select->ColumnDouble(4);
+    run.seed = select->ColumnInt(5);
+    if (!Parse(select->ColumnText(6), &run.state)) {
+      return Status::Corruption(
+          fmt::format("run {}: unknown state '{}'", run.run_id, select->ColumnText(6)));
+    }
+    run.params = select->ColumnInt(7);
+    run.params_nonemb = select->ColumnInt(8);
+    run.tokens = select->ColumnInt(9);
+    run.planned_flops = select->ColumnDouble(10);
+    if (select->ColumnType(11) != SQLITE_NULL) run.final_value = select->ColumnDouble(11);
+  }
+}
+
 Result<QueryResult> RunStore::Query(const std::string& sql) const {
   ReadOnlyScope read_only(db_);
   Result<Statement> statement = Statement::Prepare(db_, sql);

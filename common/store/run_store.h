@@ -164,6 +164,23 @@ struct Supervision {  // the supervision row of one run; defaults when there is 
   std::optional<double> retry_in_s;  // RETRY_WAIT: seconds until the retry is due (>= 0)
 };
 
+// One run as the scaling fits see it (`isoflop curves`): its plan, its state, and where it ended on
+// one evaluation metric.
+struct RunOutcome {
+  std::string run_id;
+  std::string name, variant, size;
+  double budget = 0;  // C the run was planned for
+  int64_t seed = 0;
+  RunState state = RunState::kPlanned;
+  int64_t params = 0;         // N
+  int64_t params_nonemb = 0;  // N_nonemb
+  int64_t tokens = 0;         // D: unique training tokens
+  double planned_flops = 0;   // F * D: the training FLOPs the run spends
+  // The metric's value at the highest step it was reported at; nullopt when it never was, or when
+  // that value was NaN (a diverged run, stored as NULL).
+  std::optional<double> final_value;
+};
+
 // A read-only query result: column names and rows of values already rendered as JSON scalars.
 struct QueryResult {
   std::vector<std::string> columns;
@@ -252,6 +269,10 @@ class RunStore {
   Result<std::vector<std::string>> RequeueSweep(int64_t sweep_id, const std::string& reason);
   // The ids of a sweep version's runs in expansion order (without their configs).
   Result<std::vector<std::string>> SweepRunIds(int64_t sweep_id) const;
+  // Every run of a sweep version in expansion order, whatever its state, with the final value of
+  // the eval named `metric` ("val_loss"); one seek per run on the evals key. NotFound if there is
+  // no such sweep.
+  Result<std::vector<RunOutcome>> RunOutcomes(int64_t sweep_id, const std::string& metric) const;
 
   // Read-only SQL for `isoflop query` and `isoflop results` (fails on a write even on a read-write
   // store). Exactly one statement. SELECT, and PRAGMAs that describe the schema (table_info,

@@ -30,6 +30,9 @@
 #ifdef ISOFLOP_HAVE_TEXT
 #include "coordinator/cli/data_command.h"
 #endif
+#ifdef ISOFLOP_HAVE_FIT
+#include "coordinator/cli/curves_command.h"
+#endif
 
 namespace isoflop {
 namespace {
@@ -496,6 +499,11 @@ int main(int argc, char** argv) {
   results->add_option("sweep", results_sweep, "sweep name or id")->required();
   results->add_option("--format", results_format, "table, csv or json")->capture_default_str();
 
+#ifdef ISOFLOP_HAVE_FIT
+  CurvesFlags curves_flags;
+  CLI::App* curves = AddCurvesCommand(&app, &curves_flags);
+#endif
+
 #ifdef ISOFLOP_HAVE_TEXT
   DataPrepareFlags data_flags;
   CLI::App* data = app.add_subcommand("data", "prepare token shards from text");
@@ -516,6 +524,9 @@ int main(int argc, char** argv) {
   if (*reproduce) return RunReproduce(state, reproduce_run);
   if (*query) return RunQuery(state, sql, query_format);
   if (*results) return RunResults(state, results_sweep, results_format);
+#ifdef ISOFLOP_HAVE_FIT
+  if (*curves) return RunCurves(state, curves_flags);
+#endif
 #ifdef ISOFLOP_HAVE_TEXT
   if (*data) return RunDataPrepare(data_flags);
 #endif

@@ -3,9 +3,9 @@
 //   STATE/isoflop.db        the results database (isoflopd is its only writer)
 //   STATE/isoflopd.sock     the API socket, mode 0600
 //   STATE/token             the TCP access token, mode 0600
-//   STATE/isoflopd.pid      the daemon's pid, flock-ed while it runs: one daemon per state
-//   directory STATE/logs/isoflopd.log the daemon's log STATE/runs/<run id>/    run.json,
-//   metrics.jsonl, worker.log, checkpoints/
+//   STATE/isoflopd.pid      the daemon's pid, flock-ed while it runs (one daemon per state)
+//   STATE/logs/isoflopd.log the daemon's log
+//   STATE/runs/<run id>/    run.json, metrics.jsonl, worker.log, checkpoints/
 //
 // Resolution order: --state-dir, then $ISOFLOP_STATE_DIR, then ./.isoflop (a local directory next
 // to the sweeps, so a first `isoflop run` needs no configuration). The root is made absolute, so a

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The GPU machine's build and checks, in one call of the device tool.
+#
+#   cluster/gpu_checks.sh prepare          # here (Debian, network): what the GPU machine lacks -> cluster/.deps
+#   cluster/gpu_checks.sh run CHECK...     # there (Ubuntu 24.04, one H100/H200, no network): build, run the
+#                                          # checks, write summaries to $OUT (or bench/results/gpu when unset)
+#
+# The GPU machine has LibTorch (its python3's torch 2.11.0+cu130), CMake, Open MPI, NCCL, Boost, yaml-cpp,
+# spdlog and the rest, but not sqlite3.h, muParser or PCRE2's headers: `prepare` downloads those as Debian
+# .debs, which `run` unpacks under /tmp (never into /). It also prepares data/english (GPT-2 BPE shards of
+# ../shared/data/corpus, which does not travel, and Debian's dict-gcide: cluster/prepare_english.sh).
+# Carry both with the call:
+#   device run: carry [cluster/.deps, data/english], command "cluster/gpu_checks.sh run variants ladder"
+#
+# Checks:
+#   variants   every variant family of the three papers trains ~300 steps through the coordinator
+#              (cluster/gpu-variants.yaml, on data/english); passes when each run
+#              completes with falling validation loss.
+#   ladder     sweeps/gpu-ladder.yaml through the coordinator (about 6 minutes); its database comes back
+#              as ladder.db for `isoflop curves` (bench/results/gpu_ladder.md).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEPS="$ROOT/cluster/.deps"
+say() { printf '== %s\n' "$*"; }
+
+prepare() {
+  local shared="${ISOFLOP_SHARED_DIR:-$ROOT/../shared}"
+  mkdir -p "$DEPS/debs"
+  say "downloading the Debian packages the GPU machine lacks"
+  (cd "$DEPS/debs" && apt-get download -q libsqlite3-dev libsqlite3-0 libmuparser-dev libmuparser2v5 \
+    libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 2>&1 | { grep -v '^W: Download' || true; })
+  ISOFLOP_SHARED_DIR="$shared" "$ROOT/cluster/prepare_english.sh"
+  du -sh "$DEPS" "$ROOT/data/english"
+}
+
+# Unpacks the carried .debs into a private prefix and points CMake and pkg-config at it.
+unpack_deps() {
+  local prefix=/tmp/isoflop-deps
+  rm -rf "$prefix" && mkdir -p "$prefix"
+  for deb in "$DEPS"/debs/*.deb; do dpkg-deb -x "$deb" "$prefix"; done
+  local libdir="$prefix/usr/lib/x86_64-linux-gnu"
+  export PKG_CONFIG_PATH="$libdir/pkgconfig"
+  export PKG_CONFIG_SYSROOT_DIR="$prefix"   # the .pc files say prefix=/usr
+  export LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  CMAKE_DEPS_ARGS=(-DSQLite3_INCLUDE_DIR="$prefix/usr/include" -DSQLite3_LIBRARY="$libdir/libsqlite3.so")
+}
+
+build() {
+  local torch_prefix
+  torch_prefix="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
+  BUILD="$ROOT/build-gpu"
+  say "configuring (LibTorch $(python3 -c 'import torch; print(torch.__version__)'), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
+  TORCH_CUDA_ARCH_LIST=9.0 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DISOFLOP_TESTS=OFF -DCMAKE_PREFIX_PATH="$torch_prefix" "${CMAKE_DEPS_ARGS[@]}" >"$LOG/configure.log" 2>&1 ||
+    { tail -30 "$LOG/configure.log"; exit 1; }
+  say "building isoflop, isoflopd, isoflop-worker"
+  local t0=$SECONDS
+  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker >"$LOG/build.log" 2>&1 ||
+    { grep -B2 -A12 -m3 'error' "$LOG/build.log"; exit 1; }
+  echo "built in $((SECONDS - t0)) s"
+}
+
+# Runs a sweep through the coordinator (a fresh state directory per check) and prints its results.
+# Runs a sweep through the coordinator (a fresh state directory per check), logging to $LOG/NAME.log.
+# The device tool kills a command at its time limit and returns nothing of what was still in flight,
+# so a sweep that would outlast ISOFLOP_GPU_DEADLINE (seconds since this script began) is cut short:
+# its finished runs stay in the database, which the caller still copies back.
+run_sweep() {
+  local sweep="$1" state="$2" name="$3"
+  rm -rf "$state"
+  local left=$((DEADLINE - SECONDS - 30))
+  ((left > 30)) || { echo "no time left for $name"; return 1; }
+  local status=0
+  ISOFLOP_STATE_DIR="$state" timeout -k 10 "$left" "$BUILD/coordinator/isoflop" run "$sweep" \
+    >"$LOG/$name.log" 2>&1 || status=$?
+  ((status != 124)) || echo "deadline: $name stopped after ${left} s; finished runs are kept"
+  ISOFLOP_STATE_DIR="$state" "$BUILD/coordinator/isoflop" daemon stop >/dev/null 2>&1 || true
+  tr '\r' '\n' <"$LOG/$name.log" | grep -v '^$' | grep -v '%  ETA' | tail -40
+  # The first run's worker log shows where a run's time goes (start-up, steps, evaluations, checkpoints).
+  local first_log
+  first_log="$(ls "$state"/runs/*/worker.log 2>/dev/null | head -1)"
+  [ -z "$first_log" ] || cp "$first_log" "$LOG/${name}_worker.log"
+  return "$status"
+}
+
+# A self-contained copy of a state directory's database (SQLite's online backup: WAL content included).
+copy_db() {
+  python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))' \
+    "$1/isoflop.db" "$2"
+}
+
+check_variants() {
+  local state=/tmp/isoflop-variants
+  say "check variants: cluster/gpu-variants.yaml through the coordinator"
+  local t0=$SECONDS
+  run_sweep "$ROOT/cluster/gpu-variants.yaml" "$state" variants || true
+  echo "sweep took $((SECONDS - t0)) s"
+  # First and last validation loss of every run, its throughput and state: the summary committed to
+  # bench/results/gpu_variants.md.
+  ISOFLOP_STATE_DIR="$state" "$BUILD/coordinator/isoflop" query --format csv "
+    SELECT r.variant, r.state, r.params, r.steps,
+           (SELECT value FROM evals e WHERE e.run_id = r.id AND e.name = 'val_loss'
+              ORDER BY step ASC LIMIT 1) AS first_val_loss,
+           (SELECT value FROM evals e WHERE e.run_id = r.id AND e.name = 'val_loss'
+              ORDER BY step DESC LIMIT 1) AS last_val_loss,
+           (SELECT count(*) FROM evals e WHERE e.run_id = r.id AND e.name = 'val_loss') AS evals,
+           (SELECT round(avg(tokens_per_s)) FROM metrics m WHERE m.run_id = r.id AND m.step > 25)
+              AS tokens_per_s,
+           (SELECT round(avg(mfu), 4) FROM metrics m WHERE m.run_id = r.id AND m.step > 25) AS mfu
+    FROM runs r ORDER BY r.rowid" | tee "$LOG/gpu_variants.csv"
+  copy_db "$state" "$LOG/gpu_variants.db"
+  python3 - "$LOG/gpu_variants.csv" <<'EOF'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+bad = [r["variant"] for r in rows
+       if r["state"] != "COMPLETED" or not r["last_val_loss"]
+       or float(r["last_val_loss"]) >= float(r["first_val_loss"])]
+print(f"variants: {len(rows) - len(bad)}/{len(rows)} completed with falling validation loss"
+      + (f"; failing: {', '.join(bad)}" if bad else ""))
+sys.exit(1 if bad or not rows else 0)
+EOF
+}
+
+check_ladder() {
+  local state=/tmp/isoflop-ladder
+  say "check ladder: sweeps/gpu-ladder.yaml through the coordinator"
+  local t0=$SECONDS
+  run_sweep "$ROOT/sweeps/gpu-ladder.yaml" "$state" ladder || true
+  echo "sweep took $((SECONDS - t0)) s"
+  copy_db "$state" "$LOG/ladder.db"
+  ISOFLOP_STATE_DIR="$state" "$BUILD/coordinator/isoflop" query --format csv \
+    "SELECT state, count(*) AS runs FROM runs GROUP BY state" | tee "$LOG/ladder_states.csv"
+  ! grep -vqE '^(state,|COMPLETED,)' "$LOG/ladder_states.csv"
+}
+
+main() {
+  case "${1:-}" in
+    prepare) prepare ;;
+    run)
+      shift
+      LOG="${OUT:-$ROOT/bench/results/gpu}"
+      DEADLINE="${ISOFLOP_GPU_DEADLINE:-570}"
+      mkdir -p "$LOG"
+      { date -u; hostname; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+        python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
+                    "nccl", ".".join(map(str, torch.cuda.nccl.version())))'; } | tee "$LOG/machine.txt"
+      unpack_deps
+      build
+      local status=0
+      for check in "$@"; do
+        "check_$check" || status=1
+      done
+      exit "$status"
+      ;;
+    *) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 2 ;;
+  esac
+}
+main "$@"
