@@ -16,8 +16,11 @@
 #   variants   every variant family of the three papers trains ~300 steps through the coordinator
 #              (cluster/gpu-variants.yaml, on data/english); passes when each run
 #              completes with falling validation loss.
-#   ladder     sweeps/gpu-ladder.yaml through the coordinator (about 6 minutes); its database comes back
+#   ladder     sweeps/gpu-ladder.yaml through the coordinator (about 5 minutes); its database comes back
 #              as ladder.db for `isoflop curves` (bench/results/gpu_ladder.md).
+#   nccl       after `ladder`: one of its runs again, as one plain process and under `mpirun -np 1` (the
+#              NCCL data-parallel path with world size 1); same losses, and the step-time overhead of
+#              the bucketed all-reduce (bench/results/gpu_nccl.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEPS="$ROOT/cluster/.deps"
@@ -131,6 +134,45 @@ check_ladder() {
   ISOFLOP_STATE_DIR="$state" "$BUILD/coordinator/isoflop" query --format csv \
     "SELECT state, count(*) AS runs FROM runs GROUP BY state" | tee "$LOG/ladder_states.csv"
   ! grep -vqE '^(state,|COMPLETED,)' "$LOG/ladder_states.csv"
+}
+
+check_nccl() {
+  say "check nccl: a ladder run as one process and under mpirun -np 1 (NCCL)"
+  local config
+  config="$(grep -l '"name": *"dense/s4/C5e+14/s0"' /tmp/isoflop-ladder/runs/*/run.json | head -1)"
+  [ -n "$config" ] || config="$(ls /tmp/isoflop-ladder/runs/*/run.json | head -1)"
+  [ -n "$config" ] || { echo "nccl: no ladder run to repeat"; return 1; }
+  rm -rf /tmp/nccl-single /tmp/nccl-mpi1
+  local worker="$BUILD/worker/isoflop-worker" t0=$SECONDS
+  "$worker" --config "$config" --run-dir /tmp/nccl-single >"$LOG/nccl_single.log" 2>&1
+  local single_s=$((SECONDS - t0))
+  t0=$SECONDS
+  NCCL_NVLS_ENABLE=0 mpirun -np 1 --allow-run-as-root --bind-to none -x NCCL_NVLS_ENABLE \
+    -x LD_LIBRARY_PATH "$worker" --config "$config" --run-dir /tmp/nccl-mpi1 >"$LOG/nccl_mpi1.log" 2>&1
+  local mpi_s=$((SECONDS - t0))
+  cp /tmp/nccl-single/metrics.jsonl "$LOG/nccl_single_metrics.jsonl"
+  cp /tmp/nccl-mpi1/metrics.jsonl "$LOG/nccl_mpi1_metrics.jsonl"
+  echo "wall: single process ${single_s} s, mpirun -np 1 ${mpi_s} s"
+  python3 - "$LOG/nccl_single_metrics.jsonl" "$LOG/nccl_mpi1_metrics.jsonl" <<'EOF'
+import json, sys
+def load(path):
+    records = [json.loads(line) for line in open(path)]
+    train = {r["step"]: r for r in records if r.get("type") == "train"}
+    start = next((r for r in records if r.get("type") == "start"), {})
+    return train, start
+single, _ = load(sys.argv[1])
+nccl, start = load(sys.argv[2])
+steps = sorted(set(single) & set(nccl))
+diff = max(abs(single[s]["train_loss"] - nccl[s]["train_loss"]) for s in steps)
+def rate(train):
+    rates = [train[s]["tokens_per_s"] for s in steps if s > steps[0]]
+    return sum(rates) / len(rates)
+print(f"nccl: world {start.get('world_size')}, collectives {start.get('collectives')}; "
+      f"{len(steps)} logged steps, max |train loss difference| {diff:.3g}; "
+      f"tokens/s single {rate(single):.0f}, NCCL {rate(nccl):.0f} "
+      f"(all-reduce overhead {100 * (1 - rate(nccl) / rate(single)):.1f}% of step time)")
+sys.exit(0 if diff < 1e-3 and start.get("world_size") == 1 else 1)
+EOF
 }
 
 main() {

@@ -6,6 +6,12 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 "$ROOT/cluster/setup.sh"
 
+# The tests labelled slurm need a Slurm cluster: as root, start the one-node cluster on localhost
+# (installs slurm-wlm and munge once). Without one they skip, saying why.
+if [ "$(id -u)" = 0 ] && [ "${ISOFLOP_SKIP_SLURM:-0}" != 1 ]; then
+  "$ROOT/cluster/slurm_localhost.sh" start || echo "no localhost Slurm cluster: the slurm tests skip"
+fi
+
 echo "== unit and end-to-end tests (ctest) =="
 ctest --test-dir "$ROOT/build" --output-on-failure -j"$(nproc)" --timeout 600
 

@@ -1,4 +1,5 @@
-// Text files compiled into the binaries by cmake/embed.cmake: the sweep schema and the SQL migrations.
+// Text files compiled into the binaries by cmake/embed.cmake: the sweep schema, the SQL migrations
+// and the Slurm launcher's batch script template.
 #pragma once
 
 #include <string_view>
@@ -19,3 +20,8 @@ namespace isoflop_migrations {
 extern const isoflop::EmbeddedFile kFiles[];  // schemas/migrations/*.sql in version order
 extern const int kFileCount;
 }  // namespace isoflop_migrations
+
+namespace isoflop_slurm_templates {
+extern const isoflop::EmbeddedFile kFiles[];  // cluster/slurm_job.sbatch.in (the slurm launcher)
+extern const int kFileCount;
+}  // namespace isoflop_slurm_templates

@@ -2,7 +2,9 @@
 # CLI commands that talk to it. The end-to-end tests run isoflopd with fake_worker, a stand-in
 # that keeps isoflop-worker's contract without LibTorch, so they take seconds.
 add_executable(fake_worker ${CMAKE_CURRENT_LIST_DIR}/fake_worker.cpp)
-target_link_libraries(fake_worker PRIVATE nlohmann_json::nlohmann_json isoflop_warnings)
+# It reports over the daemon's socket with the real worker's reporter (isoflop_protocol).
+target_link_libraries(fake_worker PRIVATE isoflop_protocol nlohmann_json::nlohmann_json
+  isoflop_warnings)
 
 # Units: protocol, slots and scheduler, retry policy, ingest and the store's supervision tables,
 # processes and launchers. Fast.

@@ -20,10 +20,10 @@ using nlohmann::json;
 using testing::ScratchDir;
 
 JobExit Exited(int code) {
-  return {true, code, 0};
+  return {true, code, 0, ""};
 }
 JobExit Killed(int signal) {
-  return {true, 0, signal};
+  return {true, 0, signal, ""};
 }
 
 TEST(ClassifyTest, SortsEveryWayAnAttemptEnds) {
@@ -47,6 +47,8 @@ TEST(ClassifyTest, SortsEveryWayAnAttemptEnds) {
       {Killed(SIGKILL), false, StopRequest::kNone, "infrastructure: killed by SIGKILL"},
       {Killed(SIGTERM), false, StopRequest::kNone, "infrastructure: killed by SIGTERM"},
       {Exited(74), false, StopRequest::kNone, "infrastructure: exit status 74 (I/O error)"},
+      {Exited(69), false, StopRequest::kNone,
+       "infrastructure: exit status 69 (a collective timed out: another rank died or hangs)"},
       {Exited(75), false, StopRequest::kNone,
        "infrastructure: exit status 75 (stopped by someone else)"},
       {JobExit{}, false, StopRequest::kNone,

@@ -10,16 +10,24 @@
 //     a "checkpoint" record per checkpoint, an "eval" and a "complete" record at the end;
 //   - resumes from DIR/checkpoints/step (written by rename, like a real checkpoint);
 //   - exit 0 when complete; on SIGTERM it checkpoints at the next step boundary and exits 75.
+//   - rank 0 also reports every record, and heartbeats, over the daemon's socket when the launcher
+//     says where (ISOFLOP_DAEMON: coordinator/protocol/daemon_reporter.h, the real worker's
+//     reporter), after writing it to the file.
 // Under mpirun only rank 0 (OMPI_COMM_WORLD_RANK) writes records; the other ranks keep time.
 //
 // Knobs (environment; the coordinator passes its own environment on):
 //   FAKE_WORKER_STEPS=N             steps of the run (default: the config's budget.steps)
 //   FAKE_WORKER_STEP_MS=T           milliseconds per step (default 20)
 //   FAKE_WORKER_CHECKPOINT_EVERY=K  steps between checkpoints (default 5)
-//   FAKE_WORKER_FAULT=KIND@STEP     at STEP: exit:CODE (exit with CODE), hang (stop making progress
-//                                   and ignore SIGTERM), sigkill (kill itself), sigsegv
+//   FAKE_WORKER_FAULT=KIND@STEP     at STEP: exit:CODE (exit with CODE), hang (freeze: no record,
+//                                   no heartbeat, SIGTERM ignored), stall:MS (write no record for
+//                                   MS milliseconds while heartbeats go on, like a long evaluation
+//                                   or a trainer stuck in a live process; then carry on), sigkill
+//                                   (kill itself), sigsegv
 //   FAKE_WORKER_FAULT_MATCH=TEXT    only runs whose name contains TEXT get the fault
 //   FAKE_WORKER_FAULT_ONCE=1        only the first attempt of a run gets it (DIR/fault-injected)
+//   FAKE_WORKER_HIDDEN_RECORDS=1    write DIR/hidden/metrics.jsonl, a file the coordinator does not
+//                                   read: a worker on a host that shares no file system with it
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -32,10 +40,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
+
+#include "coordinator/protocol/daemon_reporter.h"
 
 namespace {
 
@@ -87,11 +98,24 @@ class Records {
     if (fd_ >= 0) ::close(fd_);
   }
   void Append(const json& record) {
-    if (enabled_) Write(record.dump() + "\n");
+    if (!enabled_) return;
+    Write(record.dump() + "\n");
+    if (reporter_) reporter_->Report(record);  // after the file, as MetricsWriter's sink
   }
   void Sync() {
     if (enabled_) ::fsync(fd_);
   }
+  // Starts reporting over the daemon's socket, when the launcher says where.
+  void StartReporting() {
+    auto options = isoflop::DaemonReporter::OptionsFromEnvironment();
+    if (!options.ok()) {
+      std::fprintf(stderr, "fake_worker: not reporting: %s\n", options.status().message().c_str());
+    } else if (options->has_value()) {
+      reporter_ = std::make_unique<isoflop::DaemonReporter>(std::move(**options));
+    }
+  }
+  // Stops reporting (a frozen process sends nothing).
+  void StopReporting() { reporter_.reset(); }
 
  private:
   void Write(const std::string& text) {
@@ -101,6 +125,7 @@ class Records {
   }
   bool enabled_;
   int fd_ = -1;
+  std::unique_ptr<isoflop::DaemonReporter> reporter_;
 };
 
 struct Fault {
@@ -126,6 +151,9 @@ Fault ParseFault(const std::string& run_dir, const std::string& run_name) {
   if (kind.rfind("exit:", 0) == 0) {
     fault.code = std::atoi(kind.c_str() + 5);
     kind = "exit";
+  } else if (kind.rfind("stall:", 0) == 0) {
+    fault.code = std::atoi(kind.c_str() + 6);  // milliseconds
+    kind = "stall";
   }
   fault.kind = kind;
   return fault;
@@ -146,7 +174,12 @@ void Inject(const Fault& fault, const std::string& run_dir, Records& records) {
   }
   if (fault.kind == "hang") {
     ::signal(SIGTERM, SIG_IGN);
+    records.StopReporting();
     for (;;) ::pause();
+  }
+  if (fault.kind == "stall") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(fault.code));
+    return;
   }
   Die("unknown fault " + fault.kind);
 }
@@ -193,7 +226,13 @@ int main(int argc, char** argv) {
   const std::string checkpoints = run_dir + "/checkpoints";
   ::mkdir(checkpoints.c_str(), 0755);
 
-  Records records(run_dir + "/metrics.jsonl", rank0);
+  std::string records_dir = run_dir;
+  if (EnvInt("FAKE_WORKER_HIDDEN_RECORDS", 0) != 0) {
+    records_dir += "/hidden";
+    ::mkdir(records_dir.c_str(), 0755);
+  }
+  Records records(records_dir + "/metrics.jsonl", rank0);
+  if (rank0) records.StartReporting();
   const Fault fault = rank0 ? ParseFault(run_dir, run_name) : Fault{};
   const long resumed = ReadCheckpoint(checkpoints + "/step");
   records.Append({{"type", "start"},

@@ -3,7 +3,10 @@
 # warnings, compute multipliers, gnuplot figures, and the command end to end on a database written
 # through RunStore. Built only where Ceres is (isoflop_fit exists).
 if(TARGET isoflop_fit)
-  isoflop_test(fit_test SOURCES fit_test.cpp LIBS isoflop_fit fmt::fmt)
+  # The coverage tests fit 100 synthetic sweeps each, with bootstrap intervals: seconds here, minutes
+  # under the sanitizers.
+  isoflop_test(fit_test SOURCES fit_test.cpp LIBS isoflop_fit fmt::fmt
+    SLOW "*IntervalsCover*:*IntervalCovers*")
 
   isoflop_test(fit_cli_test SOURCES fit_cli_test.cpp LIBS isoflop_fit isoflop_store
     nlohmann_json::nlohmann_json fmt::fmt)

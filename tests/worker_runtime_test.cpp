@@ -28,6 +28,7 @@
 #include "common/accountant.h"
 #include "common/data/token_shard.h"
 #include "common/run_config.h"
+#include "tests/worker_testing.h"
 #include "worker/models/structured_linear.h"
 #include "worker/runtime/adamw.h"
 #include "worker/runtime/checkpoint.h"
@@ -47,42 +48,6 @@ using nlohmann::json;
 
 // -------------------------------------------------------------------------------------------------
 // Fixtures: a scratch directory, synthetic shards, a tiny run, and the executable.
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "isoflop_runtime_XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-void WriteShard(const std::string& path, const std::vector<int32_t>& tokens) {
-  Result<TokenShardWriter> writer = TokenShardWriter::Create(path);
-  ASSERT_TRUE(writer.ok()) << writer.status().ToString();
-  ASSERT_TRUE(writer->Append(tokens).ok());
-  ASSERT_TRUE(writer->Finish().ok());
-}
-
-// A learnable stream: mostly next = (7 prev + 3) mod vocab, one token in ten random.
-std::vector<int32_t> MarkovTokens(int64_t n, int32_t vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> tokens(static_cast<size_t>(n));
-  int32_t prev = 0;
-  for (auto& t : tokens) {
-    t = rng() % 10 == 0 ? static_cast<int32_t>(rng() % vocab) : (7 * prev + 3) % vocab;
-    prev = t;
-  }
-  return tokens;
-}
 
 // gpt, 2 layers of width 32, 2 heads, T = 16, V = 64; 8 sequences (128 tokens) per step in two
 // micro-batches of 4, so gradient accumulation is always exercised.
@@ -842,6 +807,19 @@ TEST(Worker, TokensOutsideTheModelVocabularyFailWithExit1) {
   EXPECT_NE(result.log.find("outside the model's vocabulary (model.vocab_size 64)"),
             std::string::npos)
       << result.log;
+}
+
+TEST(Worker, ANonFiniteLossEndsTheRunWithExit1AndNoCompleteRecord) {
+  ScratchDir dir;
+  RunConfig run = TinyRun(dir, 8);
+  run.train.optimizer.lr = 1e30;  // the first update throws every weight to ~1e30: logits overflow
+  run.train.grad_clip = 0;
+  const WorkerResult result = RunWorker(WriteConfig(run, dir / "run.json"), dir / "run");
+  EXPECT_EQ(result.exit_code, 1) << result.log;
+  EXPECT_NE(result.log.find("training diverged: train loss"), std::string::npos) << result.log;
+  const std::vector<json> records = ReadRecords(dir / "run");
+  EXPECT_TRUE(RecordsOfType(records, "complete").empty());
+  EXPECT_LT(RecordsOfType(records, "train").size(), 8u);
 }
 
 TEST(Worker, BadConfigsFailWithExit1NamingTheCause) {

@@ -4,15 +4,15 @@
 #include <openssl/evp.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
-#include <algorithm>
 #include <memory>
-#include <thread>
-#include <vector>
 #include <string_view>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "common/embedded.h"
 #include "common/store/sql.h"
@@ -204,8 +204,8 @@ Result<DbHandle> OpenHandle(const std::string& path, const std::string& filename
 // WAL: readers (`isoflop status`, `query`) never block the writer or each other. synchronous=NORMAL
 // is durable across process crashes and may lose the last commits on power loss, which the workers'
 // metrics.jsonl files cover. Foreign keys are off by default in SQLite, and set per connection.
-// A 64 MiB page cache keeps a 10,000-run sweep's insert (about 25 MB of configs) from spilling dirty
-// pages to the WAL in the middle of its transaction.
+// A 64 MiB page cache keeps a 10,000-run sweep's insert (about 25 MB of configs) from spilling
+// dirty pages to the WAL in the middle of its transaction.
 Status ConfigureForWriting(sqlite3* db, const std::string& path) {
   Result<Statement> journal = Statement::Prepare(db, "PRAGMA journal_mode = WAL");
   if (!journal.ok()) return journal.status();
@@ -215,8 +215,9 @@ Status ConfigureForWriting(sqlite3* db, const std::string& path) {
     return Status::IOError(fmt::format(
         "{}: cannot enable WAL journaling (the file system may not support shared memory)", path));
   }
-  return sql::Exec(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536",
-                   fmt::format("{}: configuring", path));
+  return sql::Exec(
+      db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536",
+      fmt::format("{}: configuring", path));
 }
 
 Result<bool> SweepExists(sqlite3* db, int64_t sweep_id) {
@@ -627,8 +628,8 @@ Result<SweepInsertResult> RunStore::InsertSweep(const std::string& name,
   if (!log_event.ok()) return log_event.status();
   const std::string submitted = fmt::format("submitted with sweep {} (#{})", name, result.sweep_id);
 
-  // Serializing and hashing the configs is most of the CPU time of a large insert and needs no lock:
-  // it runs on every core before the (single-threaded) SQLite inserts.
+  // Serializing and hashing the configs is most of the CPU time of a large insert and needs no
+  // lock: it runs on every core before the (single-threaded) SQLite inserts.
   const std::vector<SerializedRun> serialized = SerializeRuns(runs);
   for (size_t i = 0; i < runs.size(); ++i) {
     const RunConfig& run = runs[i];

@@ -138,18 +138,19 @@ struct AttemptEnd {
   // The exit code, or minus the number of the signal that ended the process; unknown (nullopt) for
   // a process that ended while nobody waited on it.
   std::optional<int64_t> exit_status;
-  std::string cause;                   // "code fault: exit status 70", as stored in attempts.cause
-  RunState state = RunState::kFailed;  // COMPLETED, FAILED, LOST or CANCELLED
-  std::string reason;                  // the event's reason for entering `state`
+  std::string cause;                    // "code fault: exit status 70", as stored in attempts.cause
+  RunState state = RunState::kFailed;   // COMPLETED, FAILED, LOST or CANCELLED
+  std::string reason;                   // the event's reason for entering `state`
   std::optional<double> retry_delay_s;  // set: retry after this many seconds
   std::string retry_reason;
 };
 
-// What one read of a run's metrics.jsonl produced (coordinator/supervisor/ingestor.h).
+// What one read of a run's metrics.jsonl produced, with what the worker sent over the daemon's
+// socket since the last one (coordinator/supervisor/ingestor.h).
 struct IngestBatch {
   std::string run_id;
   int64_t end_offset = 0;   // bytes of metrics.jsonl consumed, this batch's records included
-  bool progressed = false;  // the file grew: a heartbeat
+  bool progressed = false;  // the worker showed life (its file grew, or it reported): a heartbeat
   std::vector<MetricRecord> metrics;
   std::vector<EvalRecord> evals;
   std::vector<CheckpointRecord> checkpoints;
@@ -253,9 +254,9 @@ class RunStore {
   // no-op, so a duplicate exit notice cannot retry a run twice.
   Status EndAttempt(const AttemptEnd& end);
   // Every batch in one transaction: records (duplicates skipped, as AppendMetrics), checkpoints,
-  // provenance, the "complete" step, the heartbeat when the file grew, and each run's new ingest
-  // offset. A crash before the commit leaves offset and records as they were, so the same bytes are
-  // read again; after it, never again.
+  // provenance, the "complete" step, the heartbeat when the worker showed life, and each run's new
+  // ingest offset. A crash before the commit leaves offset and records as they were, so the same
+  // bytes are read again; after it, never again.
   Status Ingest(const std::vector<IngestBatch>& batches);
   // A RETRY_WAIT run whose wait is over goes back to QUEUED. No-op in any other state.
   Status RetryDue(const std::string& run_id);

@@ -86,34 +86,54 @@ class ApiServer::Connection : public std::enable_shared_from_this<ApiServer::Con
       spdlog::warn("{}: rejected a message: {}", peer_, request.status().message());
       return Reply(protocol::EncodeError(nullptr, request.status()));
     }
-    if (std::holds_alternative<protocol::Hello>(request->body)) {
-      return Reply(protocol::EncodeResult(request->id, {{"authenticated", true}}));
+    Dispatch(*request);
+  }
+
+  // Answers one request of an authenticated connection.
+  void Dispatch(const protocol::Request& request) {
+    if (std::holds_alternative<protocol::Hello>(request.body)) {
+      return Reply(protocol::EncodeResult(request.id, {{"authenticated", true}}));
+    }
+    const auto* worker = std::get_if<protocol::WorkerHello>(&request.body);
+    if (worker != nullptr && worker->token &&
+        !TokenMatches(server_->options_.token, *worker->token)) {
+      // Over the Unix socket the token is not needed, but one that is given must be right.
+      spdlog::warn("{}: worker_hello with a wrong token", peer_);
+      return Reply(protocol::EncodeError(request.id, Status::PermissionDenied("wrong token")));
     }
     std::function<void()> after_reply;
-    Result<json> result = server_->handler_->Handle(request->body, &after_reply);
+    Result<json> result = server_->handler_->Handle(request.body, &after_reply);
     if (!result.ok()) {
-      spdlog::info("{}: {} failed: {}", peer_, protocol::TypeName(request->body),
+      spdlog::info("{}: {} failed: {}", peer_, protocol::TypeName(request.body),
                    result.status().message());
     }
-    Reply(result.ok() ? protocol::EncodeResult(request->id, *result)
-                      : protocol::EncodeError(request->id, result.status()),
+    Reply(result.ok() ? protocol::EncodeResult(request.id, *result)
+                      : protocol::EncodeError(request.id, result.status()),
           /*close_after=*/false, std::move(after_reply));
   }
 
+  // The first message of a TCP connection: a hello, or a worker_hello with the token.
   void Authenticate(const Result<protocol::Request>& request) {
-    const auto* hello = request.ok() ? std::get_if<protocol::Hello>(&request->body) : nullptr;
-    if (hello == nullptr || !TokenMatches(server_->options_.token, hello->token)) {
+    const std::string* token = nullptr;
+    if (request.ok()) {
+      if (const auto* hello = std::get_if<protocol::Hello>(&request->body)) {
+        token = &hello->token;
+      } else if (const auto* worker = std::get_if<protocol::WorkerHello>(&request->body)) {
+        token = worker->token ? &*worker->token : nullptr;
+      }
+    }
+    if (token == nullptr || !TokenMatches(server_->options_.token, *token)) {
       // Nothing is sent back: an unauthenticated client learns nothing, not even why.
       spdlog::warn("{}: unauthenticated ({}); closing", peer_,
                    !request.ok()      ? request.status().message()
-                   : hello == nullptr ? std::string("first message is not a hello")
+                   : token == nullptr ? std::string("first message is not a hello with a token")
                                       : std::string("wrong token"));
       return Close();
     }
     authenticated_ = true;
     hello_deadline_.cancel();
     spdlog::info("{}: authenticated", peer_);
-    Reply(protocol::EncodeResult(request->id, {{"authenticated", true}}));
+    Dispatch(*request);
   }
 
   void Reply(std::string message, bool close_after = false,

@@ -2,8 +2,10 @@
 //
 // Unix socket (always): STATE/isoflopd.sock, mode 0600 from the moment it exists (bound under a
 // umask), and a peer whose uid is neither ours nor root's is dropped. TCP (on request): every
-// connection must first send {"type":"hello","token":...} with the state directory's token within
-// `hello_timeout`; until then it gets no byte back, and anything else closes it.
+// connection must first send {"type":"hello","token":...} (a worker: {"type":"worker_hello",
+// "token":...,...}) with the state directory's token within `hello_timeout`; until then it gets no
+// byte back, and anything else closes it. Clients and workers share the sockets: a worker's
+// messages are requests like any other, answered by the handler.
 //
 // Each connection is a sequence of request lines (protocol_codec.h), answered in order. A line that
 // does not decode gets an error response and the connection goes on; a line over the size limit
@@ -30,8 +32,9 @@ namespace isoflop {
 class RequestHandler {
  public:
   virtual ~RequestHandler() = default;
-  // The result of one authenticated request (never a hello), or the error to send back. A handler
-  // may set *after_reply to an action to run once the reply has been written (shutdown).
+  // The result of one authenticated request (never a hello; a worker_hello's token has been
+  // checked), or the error to send back. A handler may set *after_reply to an action to run once
+  // the reply has been written (shutdown).
   virtual Result<nlohmann::json> Handle(const protocol::RequestBody& request,
                                         std::function<void()>* after_reply) = 0;
 };

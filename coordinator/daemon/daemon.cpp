@@ -34,6 +34,12 @@ Result<std::pair<std::string, uint16_t>> ParseListen(const std::string& listen) 
   return std::make_pair(host, port);
 }
 
+SlurmLauncherOptions SlurmOptionsFor(const DaemonOptions& options) {
+  SlurmLauncherOptions slurm = options.slurm;
+  slurm.worker_path = options.worker_path;
+  return slurm;
+}
+
 }  // namespace
 
 Daemon::Daemon(DaemonOptions options, DaemonLock lock, std::unique_ptr<RunStore> store)
@@ -44,15 +50,19 @@ Daemon::Daemon(DaemonOptions options, DaemonLock lock, std::unique_ptr<RunStore>
       reaper_(io_),
       local_launcher_(reaper_, options_.worker_path),
       mpi_launcher_(reaper_, options_.worker_path, options_.mpirun),
+      slurm_launcher_(io_, SlurmOptionsFor(options_)),
       stop_signals_(io_, SIGTERM, SIGINT) {
   SupervisorOptions supervisor = options_.supervisor;
   supervisor.runs_dir = options_.state.runs();
   supervisor.provenance["coordinator"] = BuildProvenance();
   supervisor.provenance["worker_binary"] = options_.worker_path;
+  // Workers of this host's launchers report over the Unix socket, which needs no token.
+  supervisor.worker_reporting.address = "unix:" + options_.state.socket();
   supervisor_ = std::make_unique<RunSupervisor>(
       io_, store_.get(), &scheduler_,
       std::map<LauncherKind, Launcher*>{{LauncherKind::kLocal, &local_launcher_},
-                                        {LauncherKind::kMpi, &mpi_launcher_}},
+                                        {LauncherKind::kMpi, &mpi_launcher_},
+                                        {LauncherKind::kSlurm, &slurm_launcher_}},
       std::move(supervisor));
 }
 
@@ -125,6 +135,25 @@ Result<json> Daemon::Handle(const protocol::RequestBody& request,
   if (const auto* cancel = std::get_if<protocol::Cancel>(&request)) return Cancel(*cancel);
   if (const auto* resume = std::get_if<protocol::Resume>(&request)) return Resume(*resume);
   if (std::holds_alternative<protocol::Ping>(request)) return Ping();
+  if (const auto* hello = std::get_if<protocol::WorkerHello>(&request)) {
+    if (hello->rank != 0) {
+      return Status::InvalidArgument(
+          fmt::format("rank {} may not report: rank 0 reports for the whole run", hello->rank));
+    }
+    ISOFLOP_RETURN_IF_ERROR(supervisor_->WorkerAlive(hello->run_id, hello->attempt));
+    spdlog::info("run {} attempt {}: its worker reports over the socket",
+                 hello->run_id.substr(0, 16), hello->attempt);
+    return json{{"following", true}};
+  }
+  if (const auto* heartbeat = std::get_if<protocol::Heartbeat>(&request)) {
+    ISOFLOP_RETURN_IF_ERROR(supervisor_->WorkerAlive(heartbeat->run_id, heartbeat->attempt));
+    return json::object();
+  }
+  if (const auto* record = std::get_if<protocol::Record>(&request)) {
+    ISOFLOP_RETURN_IF_ERROR(
+        supervisor_->WorkerRecord(record->run_id, record->attempt, record->record));
+    return json::object();
+  }
   if (std::holds_alternative<protocol::Shutdown>(request)) {
     spdlog::info("shutdown requested; workers keep running");
     *after_reply = [this] { Shutdown(); };

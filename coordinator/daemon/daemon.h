@@ -22,6 +22,7 @@
 #include "coordinator/daemon/state_dir.h"
 #include "coordinator/launcher/process_launcher.h"
 #include "coordinator/launcher/process_reaper.h"
+#include "coordinator/launcher/slurm_launcher.h"
 #include "coordinator/scheduler/scheduler.h"
 #include "coordinator/scheduler/slots.h"
 #include "coordinator/supervisor/run_supervisor.h"
@@ -32,6 +33,8 @@ struct DaemonOptions {
   StateDir state;
   std::string worker_path;  // the worker binary (installation.h: FindWorkerBinary)
   std::string mpirun = "mpirun";
+  // The slurm launcher; its worker_path is set from worker_path.
+  SlurmLauncherOptions slurm;
   SlotOptions slots;
   std::string listen;  // "HOST:PORT": also serve TCP (token required); empty: Unix socket only
   SupervisorOptions supervisor;  // runs_dir is set from `state`
@@ -71,6 +74,7 @@ class Daemon : public RequestHandler {
   ProcessReaper reaper_;
   LocalLauncher local_launcher_;
   MpiLauncher mpi_launcher_;
+  SlurmLauncher slurm_launcher_;
   std::unique_ptr<RunSupervisor> supervisor_;
   std::unique_ptr<ApiServer> server_;
   boost::asio::signal_set stop_signals_;

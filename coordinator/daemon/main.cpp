@@ -7,6 +7,7 @@
 // returns once the daemon listens (exit 0) or has failed (exit 1, the reason on stderr), so the
 // client can connect at once. Logs go to STATE/logs/isoflopd.log (and stderr in the foreground).
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -14,6 +15,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -105,14 +108,29 @@ int main(int argc, char** argv) {
   app.add_option("--worker", worker_flag,
                  "worker binary (default $ISOFLOP_WORKER, then the build tree's isoflop-worker)");
   app.add_option("--mpirun", options.mpirun, "mpirun for the mpi launcher")->capture_default_str();
+  app.add_option("--slurm-template", options.slurm.template_path,
+                 "batch script template for the slurm launcher (default: the compiled-in "
+                 "cluster/slurm_job.sbatch.in)");
+  double slurm_poll_min_s = options.slurm.poll_min.count() / 1000.0;
+  double slurm_poll_max_s = options.slurm.poll_max.count() / 1000.0;
+  app.add_option("--slurm-poll-min", slurm_poll_min_s,
+                 "seconds between squeue polls after a change; doubles while nothing changes")
+      ->capture_default_str();
+  app.add_option("--slurm-poll-max", slurm_poll_max_s, "longest interval between squeue polls")
+      ->capture_default_str();
   app.add_option("--cpu-slots", options.slots.cpu_slots,
                  "run on N CPU slots even if GPUs are present (default: the GPUs, else one slot "
                  "per core)");
   app.add_option("--heartbeat-timeout", options.supervisor.heartbeat_timeout_s,
-                 "seconds without metrics.jsonl growth before a worker counts as hung")
+                 fmt::format("seconds without a sign of life from a running worker before it "
+                             "counts as hung and is retried (LOST): heartbeats and records over "
+                             "the daemon socket, or growth of its metrics.jsonl. Heartbeats go on "
+                             "through evaluations and checkpoints, and stop after {:g}x this long "
+                             "without a record (a trainer that hangs)",
+                             kMaxSilenceTimeouts))
       ->capture_default_str();
   app.add_option("--ingest-interval-ms", ingest_interval_ms,
-                 "how often worker records are read into the database")
+                 "how often worker records (from metrics.jsonl and the socket) are stored")
       ->capture_default_str();
   app.add_option("--kill-grace", options.supervisor.kill_grace_s,
                  "seconds between SIGTERM and SIGKILL when cancelling a run")
@@ -141,6 +159,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   options.supervisor.ingest_interval =
       std::chrono::milliseconds(static_cast<int64_t>(std::max(1.0, ingest_interval_ms)));
+  options.slurm.poll_min =
+      std::chrono::milliseconds(static_cast<int64_t>(std::max(0.01, slurm_poll_min_s) * 1000));
+  options.slurm.poll_max = std::max(
+      options.slurm.poll_min,
+      std::chrono::milliseconds(static_cast<int64_t>(std::max(0.01, slurm_poll_max_s) * 1000)));
   options.state = StateDir::Resolve(state_flag);
   options.worker_path = FindWorkerBinary(worker_flag);
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "coordinator/protocol/daemon_reporter.h"
 
 namespace isoflop {
 
@@ -29,6 +30,9 @@ struct LaunchRequest {
   // Device ids for CUDA_VISIBLE_DEVICES, one per rank; empty when the run takes CPU slots.
   std::vector<std::string> gpus;
   int64_t ranks = 1;  // worker processes: the run's `gpus`, on GPUs or CPU slots alike
+  // Where and how rank 0 reports to the coordinator over its socket, passed in the environment
+  // (daemon_reporter.h); an empty address: through metrics.jsonl alone.
+  ReportingSettings reporting;
 };
 
 struct LaunchedJob {
@@ -46,6 +50,9 @@ struct JobExit {
   bool status_known = false;
   int exit_code = 0;  // when it exited normally
   int signal = 0;     // when a signal ended it (0 otherwise)
+  // What the launcher itself saw, for the attempt's cause ("Slurm job 12: NODE_FAIL"); empty
+  // when the exit status says all.
+  std::string detail;
 };
 
 using ExitCallback = std::function<void(const JobExit&)>;
@@ -73,6 +80,12 @@ class Launcher {
   virtual Status Cancel(const nlohmann::json& handle, bool graceful) = 0;
   // One line for logs and `isoflop status RUN`, e.g. "pid 1234 on gpu-node-3".
   virtual std::string Describe(const nlohmann::json& handle) const = 0;
+  // True while the job waits in a batch queue for its resources (a pending Slurm job): waiting is
+  // not a hang, so the heartbeat timeout runs only once it has left the queue.
+  virtual bool Waiting(const nlohmann::json& handle) const {
+    (void)handle;
+    return false;
+  }
 };
 
 }  // namespace isoflop

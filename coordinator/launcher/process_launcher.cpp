@@ -59,6 +59,7 @@ ProcessLauncher::Command ProcessLauncher::WorkerCommand(const LaunchRequest& req
   const std::string marker = AttemptMarker(request.run_id, request.attempt);
   const size_t equals = marker.find('=');
   command.env.emplace_back(marker.substr(0, equals), marker.substr(equals + 1));
+  for (auto& entry : ReportingEnvironment(request.reporting)) command.env.push_back(entry);
   return command;
 }
 

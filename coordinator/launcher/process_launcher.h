@@ -8,8 +8,12 @@
 //   needs
 //                         fabric-manager support that shared and virtualised nodes lack
 //   ISOFLOP_RUN_ID, ISOFLOP_ATTEMPT=<run id>/<attempt>
+//   ISOFLOP_DAEMON, ISOFLOP_TOKEN, ISOFLOP_HEARTBEAT_INTERVAL, ISOFLOP_MAX_SILENCE: where and how
+//                         rank 0 reports over the daemon's socket (ReportingEnvironment), when the
+//                         request says
 // ISOFLOP_ATTEMPT lets a restarted coordinator find a worker that started in the instant between
-// the launch and the moment its pid was stored (FindProcessWithEnvironment).
+// the launch and the moment its pid was stored (FindProcessWithEnvironment); the reporter reads the
+// run and attempt it reports for from it too.
 #pragma once
 
 #include <string>

@@ -54,6 +54,16 @@ Result<DaemonClient> DaemonClient::ConnectUnix(const std::string& socket_path,
 Result<DaemonClient> DaemonClient::ConnectTcp(const std::string& host, uint16_t port,
                                               const std::string& token,
                                               std::chrono::milliseconds timeout) {
+  Result<DaemonClient> client = OpenTcp(host, port, timeout);
+  if (!client.ok()) return client.status();
+  Result<nlohmann::json> hello = client->Call(protocol::Hello{token});
+  if (!hello.ok()) return hello.status();
+  return client;
+}
+
+Result<DaemonClient> DaemonClient::OpenTcp(const std::string& host, uint16_t port,
+                                           std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* addresses = nullptr;
@@ -64,20 +74,33 @@ Result<DaemonClient> DaemonClient::ConnectTcp(const std::string& host, uint16_t 
   int fd = -1;
   Status failure = Status::IOError(fmt::format("cannot connect to isoflopd at {}:{}", host, port));
   for (addrinfo* a = addresses; a != nullptr && fd < 0; a = a->ai_next) {
-    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    // Non-blocking, so that the connect waits no longer than the deadline (a host that drops
+    // packets would otherwise hold it for minutes); the calls below poll before each read and
+    // write.
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
     if (fd < 0) continue;
+    Status connected = Status::OK();
     if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
-      failure = Errno(fmt::format("cannot connect to isoflopd at {}:{}", host, port));
+      connected = errno == EINPROGRESS
+                      ? Wait(fd, POLLOUT, deadline, "accept the connection")
+                      : Errno(fmt::format("cannot connect to isoflopd at {}:{}", host, port));
+      int error = 0;
+      socklen_t size = sizeof(error);
+      if (connected.ok() && ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 &&
+          error != 0) {
+        errno = error;
+        connected = Errno(fmt::format("cannot connect to isoflopd at {}:{}", host, port));
+      }
+    }
+    if (!connected.ok()) {
+      failure = connected;
       ::close(fd);
       fd = -1;
     }
   }
   ::freeaddrinfo(addresses);
   if (fd < 0) return failure;
-  DaemonClient client(fd, timeout);
-  Result<nlohmann::json> hello = client.Call(protocol::Hello{token});
-  if (!hello.ok()) return hello.status();
-  return client;
+  return DaemonClient(fd, timeout);
 }
 
 DaemonClient::DaemonClient(DaemonClient&& other) noexcept

@@ -24,6 +24,11 @@ class DaemonClient {
   static Result<DaemonClient> ConnectTcp(const std::string& host, uint16_t port,
                                          const std::string& token,
                                          std::chrono::milliseconds timeout);
+  // Connects over TCP without authenticating: the first Call must be a hello or a worker_hello with
+  // the token, or the daemon closes the connection without a word. `timeout` bounds the connect
+  // too, so an unreachable host costs at most that long.
+  static Result<DaemonClient> OpenTcp(const std::string& host, uint16_t port,
+                                      std::chrono::milliseconds timeout);
 
   DaemonClient(DaemonClient&& other) noexcept;
   DaemonClient& operator=(DaemonClient&& other) noexcept;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <initializer_list>
+#include <limits>
 #include <utility>
 
 namespace isoflop::protocol {
@@ -61,69 +62,149 @@ bool IsEnvelopeKey(const std::string& key) {
   return key == "v" || key == "type" || key == "id";
 }
 
-// Checks that `message` has exactly the body fields `names`, each a string, and returns them.
-template <size_t N>
-Result<std::array<std::string, N>> StringFields(const json& message, const char* type,
-                                                const std::array<const char*, N>& names) {
-  for (const auto& [key, value] : message.items()) {
-    if (IsEnvelopeKey(key)) continue;
-    bool known = false;
-    for (const char* name : names) known = known || key == name;
-    if (!known) {
-      return Status::InvalidArgument(fmt::format("{}: unknown field \"{}\"", type, key));
+// Reads the body of one message (its fields beyond the envelope) the way a stream reads: each
+// getter checks one field, the first failure sticks and is what status() reports, and getters after
+// it return empty values. Unknown fields are the first thing checked.
+class BodyReader {
+ public:
+  BodyReader(const json& message, const char* type, std::initializer_list<const char*> fields)
+      : message_(message), type_(type) {
+    for (const auto& [key, value] : message.items()) {
+      if (IsEnvelopeKey(key)) continue;
+      bool known = false;
+      for (const char* field : fields) known = known || key == field;
+      if (!known) {
+        Fail(fmt::format("unknown field \"{}\"", key));
+        return;
+      }
     }
   }
-  std::array<std::string, N> values;
-  for (size_t i = 0; i < N; ++i) {
-    auto it = message.find(names[i]);
-    if (it == message.end()) {
-      return Status::InvalidArgument(fmt::format("{}: missing field \"{}\"", type, names[i]));
-    }
-    if (!it->is_string()) {
-      return Status::InvalidArgument(
-          fmt::format("{}: field \"{}\" must be a string", type, names[i]));
-    }
-    values[i] = it->template get<std::string>();
-    if (values[i].empty()) {
-      return Status::InvalidArgument(fmt::format("{}: field \"{}\" is empty", type, names[i]));
-    }
+
+  // A non-empty string.
+  std::string Text(const char* name) {
+    const json* value = Find(name);
+    return value != nullptr ? TextOf(name, *value) : std::string();
   }
-  return values;
-}
+  std::optional<std::string> OptionalText(const char* name) {
+    if (!message_.contains(name)) return std::nullopt;
+    return Text(name);
+  }
+  // A run's full id: what RunId (run_store.h) makes, 64 lowercase hex digits.
+  std::string RunId(const char* name) {
+    std::string id = Text(name);
+    if (status_.ok() &&
+        (id.size() != 64 || id.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+      Fail(fmt::format("field \"{}\" must be a run's 64-hex-digit id", name));
+    }
+    return id;
+  }
+  // An integer of at least `min`.
+  int64_t Integer(const char* name, int64_t min) {
+    const json* value = Find(name);
+    if (value == nullptr) return 0;
+    if (!value->is_number_integer() ||
+        (value->is_number_unsigned() &&
+         value->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))) {
+      Fail(fmt::format("field \"{}\" must be an integer", name));
+      return 0;
+    }
+    const int64_t number = value->get<int64_t>();
+    if (number < min) Fail(fmt::format("field \"{}\" must be at least {}", name, min));
+    return number;
+  }
+  // A metrics.jsonl record: an object with a non-empty string "type".
+  json RecordObject(const char* name) {
+    const json* value = Find(name);
+    if (value == nullptr) return json();
+    auto type = value->is_object() ? value->find("type") : value->end();
+    if (!value->is_object() || type == value->end() || !type->is_string() ||
+        type->get_ref<const std::string&>().empty()) {
+      Fail(fmt::format("field \"{}\" must be an object with a string \"type\"", name));
+      return json();
+    }
+    return *value;
+  }
+
+  void Fail(std::string message) {
+    if (status_.ok()) status_ = Status::InvalidArgument(fmt::format("{}: {}", type_, message));
+  }
+  const Status& status() const { return status_; }
+
+ private:
+  // The field, or null when it is missing or an earlier field failed.
+  const json* Find(const char* name) {
+    if (!status_.ok()) return nullptr;
+    auto it = message_.find(name);
+    if (it == message_.end()) {
+      Fail(fmt::format("missing field \"{}\"", name));
+      return nullptr;
+    }
+    return &*it;
+  }
+  std::string TextOf(const char* name, const json& value) {
+    if (!value.is_string()) {
+      Fail(fmt::format("field \"{}\" must be a string", name));
+      return std::string();
+    }
+    std::string text = value.get<std::string>();
+    if (text.empty()) Fail(fmt::format("field \"{}\" is empty", name));
+    return text;
+  }
+
+  const json& message_;
+  const char* type_;
+  Status status_;
+};
 
 Result<RequestBody> DecodeBody(const std::string& type, const json& message) {
+  // Each branch reads its fields in order, then returns the body or the first failure.
+  auto finish = [](const BodyReader& reader, RequestBody body) -> Result<RequestBody> {
+    if (!reader.status().ok()) return reader.status();
+    return body;
+  };
   if (type == "hello") {
-    auto fields = StringFields<1>(message, "hello", {"token"});
-    if (!fields.ok()) return fields.status();
-    return RequestBody(Hello{std::move((*fields)[0])});
+    BodyReader reader(message, "hello", {"token"});
+    Hello hello{reader.Text("token")};
+    return finish(reader, std::move(hello));
   }
-  if (type == "ping") {
-    auto fields = StringFields<0>(message, "ping", {});
-    if (!fields.ok()) return fields.status();
-    return RequestBody(Ping{});
-  }
+  if (type == "ping") return finish(BodyReader(message, "ping", {}), Ping{});
   if (type == "submit") {
-    auto fields = StringFields<1>(message, "submit", {"path"});
-    if (!fields.ok()) return fields.status();
-    if ((*fields)[0].front() != '/') {
-      return Status::InvalidArgument("submit: \"path\" must be absolute");
+    BodyReader reader(message, "submit", {"path"});
+    Submit submit{reader.Text("path")};
+    if (reader.status().ok() && submit.path.front() != '/') {
+      reader.Fail("\"path\" must be absolute");
     }
-    return RequestBody(Submit{std::move((*fields)[0])});
+    return finish(reader, std::move(submit));
   }
   if (type == "cancel") {
-    auto fields = StringFields<1>(message, "cancel", {"target"});
-    if (!fields.ok()) return fields.status();
-    return RequestBody(Cancel{std::move((*fields)[0])});
+    BodyReader reader(message, "cancel", {"target"});
+    Cancel cancel{reader.Text("target")};
+    return finish(reader, std::move(cancel));
   }
   if (type == "resume") {
-    auto fields = StringFields<1>(message, "resume", {"sweep"});
-    if (!fields.ok()) return fields.status();
-    return RequestBody(Resume{std::move((*fields)[0])});
+    BodyReader reader(message, "resume", {"sweep"});
+    Resume resume{reader.Text("sweep")};
+    return finish(reader, std::move(resume));
   }
-  if (type == "shutdown") {
-    auto fields = StringFields<0>(message, "shutdown", {});
-    if (!fields.ok()) return fields.status();
-    return RequestBody(Shutdown{});
+  if (type == "shutdown") return finish(BodyReader(message, "shutdown", {}), Shutdown{});
+  if (type == "worker_hello") {
+    BodyReader reader(message, "worker_hello", {"token", "run_id", "attempt", "rank"});
+    // Braced initialisation reads the fields in order: the first failure is the one reported.
+    WorkerHello hello{reader.OptionalText("token"), reader.RunId("run_id"),
+                      reader.Integer("attempt", 1), reader.Integer("rank", 0)};
+    return finish(reader, std::move(hello));
+  }
+  if (type == "heartbeat") {
+    BodyReader reader(message, "heartbeat", {"run_id", "attempt", "step"});
+    Heartbeat heartbeat{reader.RunId("run_id"), reader.Integer("attempt", 1),
+                        reader.Integer("step", 0)};
+    return finish(reader, std::move(heartbeat));
+  }
+  if (type == "record") {
+    BodyReader reader(message, "record", {"run_id", "attempt", "record"});
+    Record record{reader.RunId("run_id"), reader.Integer("attempt", 1),
+                  reader.RecordObject("record")};
+    return finish(reader, std::move(record));
   }
   return Status::InvalidArgument(fmt::format("unknown message type \"{}\"", type));
 }
@@ -172,6 +253,9 @@ const char* TypeName(const RequestBody& body) {
     const char* operator()(const Cancel&) const { return "cancel"; }
     const char* operator()(const Resume&) const { return "resume"; }
     const char* operator()(const Shutdown&) const { return "shutdown"; }
+    const char* operator()(const WorkerHello&) const { return "worker_hello"; }
+    const char* operator()(const Heartbeat&) const { return "heartbeat"; }
+    const char* operator()(const Record&) const { return "record"; }
   };
   return std::visit(Namer{}, body);
 }
@@ -197,6 +281,22 @@ std::string EncodeRequest(const Request& request) {
     void operator()(const Cancel& cancel) const { message["target"] = cancel.target; }
     void operator()(const Resume& resume) const { message["sweep"] = resume.sweep; }
     void operator()(const Shutdown&) const {}
+    void operator()(const WorkerHello& hello) const {
+      if (hello.token) message["token"] = *hello.token;
+      message["run_id"] = hello.run_id;
+      message["attempt"] = hello.attempt;
+      message["rank"] = hello.rank;
+    }
+    void operator()(const Heartbeat& heartbeat) const {
+      message["run_id"] = heartbeat.run_id;
+      message["attempt"] = heartbeat.attempt;
+      message["step"] = heartbeat.step;
+    }
+    void operator()(const Record& record) const {
+      message["run_id"] = record.run_id;
+      message["attempt"] = record.attempt;
+      message["record"] = record.record;
+    }
   };
   std::visit(Fields{message}, request.body);
   return Line(message);

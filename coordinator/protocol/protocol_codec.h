@@ -1,17 +1,30 @@
-// The wire protocol between `isoflop` clients and isoflopd (system.md section 8): newline-delimited
-// JSON, one message per line, each an object with a protocol version, a type and a request id.
+// The wire protocol between isoflopd and its clients (system.md section 8): newline-delimited JSON,
+// one message per line, each an object with a protocol version, a type and a request id. The
+// `isoflop` command line and rank 0 of every worker (daemon_reporter.h) speak it.
 //
 //   request:  {"v":1,"type":"submit","id":7,"path":"/home/me/sweeps/smoke.yaml"}
 //   response: {"v":1,"type":"ok","id":7,"result":{...}}
 //             {"v":1,"type":"error","id":7,"error":{"code":"NotFound","message":"..."}}
 //
-// Requests (fields beyond v, type and id; every field is required and no other is accepted):
-//   hello    {token}    authenticates a TCP connection; it must be the first message there
-//   ping     {}         -> {version, pid, slots, active}
-//   submit   {path}     the daemon loads the sweep file and stores it -> {sweep_id, runs_added,
-//   ...} cancel   {target}   a run id (prefix) or a sweep name or number -> {cancelled: [run ids]}
-//   resume   {sweep}    re-queues the sweep's failed, lost and cancelled runs -> {requeued: [...]}
-//   shutdown {}         the daemon stops; running workers keep running and are adopted next time
+// Requests (fields beyond v, type and id; every field is required unless marked optional, and no
+// other is accepted):
+//   hello        {token}    authenticates a TCP connection; it must be the first message there
+//   ping         {}         -> {version, pid, slots, active}
+//   submit       {path}     the daemon loads the sweep file and stores it -> {sweep_id, runs_added,
+//                           ...}
+//   cancel       {target}   a run id (prefix) or a sweep name or number -> {cancelled: [run ids]}
+//   resume       {sweep}    re-queues the sweep's failed, lost and cancelled runs -> {requeued:
+//   [...]} shutdown     {}         the daemon stops; running workers keep running and are adopted
+//   next time
+// From workers (run_id: the run's full 64-digit id; attempt >= 1):
+//   worker_hello {token (optional), run_id, attempt, rank}   a worker introduces itself; with the
+//                           token it authenticates a TCP connection as hello does (over the Unix
+//                           socket the peer's uid already has). An error reply means the daemon
+//                           does not follow this attempt (any more): the worker stops reporting.
+//   heartbeat    {run_id, attempt, step}   the worker is alive; step: its last reported step
+//   record       {run_id, attempt, record}   one metrics.jsonl record (an object with a string
+//                           "type"), stored as if read from the run's file: once, whichever way
+//                           arrives first
 //
 // Decoding is strict and total: any byte string yields a Request or an InvalidArgument naming what
 // is wrong, never an exception or a crash (tests/fuzz/protocol_fuzzer.cpp). A line longer than
@@ -19,7 +32,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -47,15 +62,32 @@ struct Resume {
   std::string sweep;
 };
 struct Shutdown {};
+struct WorkerHello {
+  std::optional<std::string> token;  // required over TCP
+  std::string run_id;
+  int64_t attempt = 0;
+  int64_t rank = 0;
+};
+struct Heartbeat {
+  std::string run_id;
+  int64_t attempt = 0;
+  int64_t step = 0;
+};
+struct Record {
+  std::string run_id;
+  int64_t attempt = 0;
+  nlohmann::json record;  // an object with a non-empty string "type"
+};
 
-using RequestBody = std::variant<Hello, Ping, Submit, Cancel, Resume, Shutdown>;
+using RequestBody =
+    std::variant<Hello, Ping, Submit, Cancel, Resume, Shutdown, WorkerHello, Heartbeat, Record>;
 
 struct Request {
   nlohmann::json id;  // echoed in the response: null, a number or a string
   RequestBody body;
 };
 
-// The type name of a request body: "hello", "ping", ...
+// The type name of a request body: "hello", "ping", ..., "worker_hello", "heartbeat", "record".
 const char* TypeName(const RequestBody& body);
 
 // One line (without its newline) -> a request. InvalidArgument for anything that is not a request

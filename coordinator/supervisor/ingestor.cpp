@@ -77,9 +77,12 @@ Status Invalid(const std::string& type, const char* field) {
 
 Status ParseMetricsRecord(std::string_view line, IngestBatch* batch) {
   const json record = json::parse(line, nullptr, /*allow_exceptions=*/false);
-  if (record.is_discarded() || !record.is_object()) {
-    return Status::InvalidArgument("not a JSON object");
-  }
+  if (record.is_discarded()) return Status::InvalidArgument("not a JSON object");
+  return AddMetricsRecord(record, batch);
+}
+
+Status AddMetricsRecord(const json& record, IngestBatch* batch) {
+  if (!record.is_object()) return Status::InvalidArgument("not a JSON object");
   std::string type;
   if (!Text(record, "type", &type)) return Status::InvalidArgument("record without a \"type\"");
 
@@ -137,11 +140,60 @@ Status ParseMetricsRecord(std::string_view line, IngestBatch* batch) {
 
 void Ingestor::Track(const std::string& run_id, const std::string& path, int64_t offset,
                      bool complete) {
-  tails_[run_id] = Tail{path, offset, complete, -1};
+  Tail tail;
+  tail.path = path;
+  tail.offset = offset;
+  tail.complete = complete;
+  tail.received.run_id = run_id;
+  tails_[run_id] = std::move(tail);
 }
 
 void Ingestor::Untrack(const std::string& run_id) {
   tails_.erase(run_id);
+}
+
+void Ingestor::NoteAlive(const std::string& run_id) {
+  if (auto it = tails_.find(run_id); it != tails_.end()) it->second.heard_from = true;
+}
+
+Status Ingestor::AddRecord(const std::string& run_id, const json& record) {
+  auto it = tails_.find(run_id);
+  if (it == tails_.end()) {
+    return Status::NotFound(fmt::format("run {}: its records are not being followed", run_id));
+  }
+  Tail& tail = it->second;
+  // Records wait only until the next read, a fraction of a second, unless the store keeps failing;
+  // then the socket must not hold the daemon's memory hostage.
+  constexpr int64_t kMaxReceived = 1 << 16;
+  if (tail.received_count >= kMaxReceived) {
+    return Status::IOError(
+        fmt::format("run {}: {} records wait to be stored already", run_id, kMaxReceived));
+  }
+  ISOFLOP_RETURN_IF_ERROR(AddMetricsRecord(record, &tail.received));
+  ++tail.received_count;
+  tail.heard_from = true;
+  return Status::OK();
+}
+
+void Ingestor::MergeReceived(const Tail& tail, IngestBatch* batch) {
+  const IngestBatch& received = tail.received;
+  batch->progressed = batch->progressed || tail.heard_from;
+  batch->metrics.insert(batch->metrics.end(), received.metrics.begin(), received.metrics.end());
+  batch->evals.insert(batch->evals.end(), received.evals.begin(), received.evals.end());
+  batch->checkpoints.insert(batch->checkpoints.end(), received.checkpoints.begin(),
+                            received.checkpoints.end());
+  // The socket speaks for the attempt running now: its "start" is newer than any the file's
+  // backlog holds.
+  if (received.provenance.is_object()) batch->provenance = received.provenance;
+  if (!batch->complete_step) batch->complete_step = received.complete_step;
+}
+
+void Ingestor::ClearReceived(Tail& tail) {
+  IngestBatch empty;
+  empty.run_id = tail.received.run_id;
+  tail.received = std::move(empty);
+  tail.received_count = 0;
+  tail.heard_from = false;
 }
 
 Result<IngestBatch> Ingestor::Read(const std::string& run_id, Tail& tail, bool writer_gone,
@@ -232,6 +284,7 @@ Result<std::map<std::string, IngestProgress>> Ingestor::IngestAll() {
     if (!batch.ok()) return batch.status();
     budget -= batch->end_offset - tail.offset;
     resume_after_ = run_id;
+    MergeReceived(tail, &*batch);
     progress[run_id] = {batch->progressed, tail.complete || batch->complete_step.has_value()};
     if (batch->progressed || batch->end_offset != tail.offset) batches.push_back(std::move(*batch));
   }
@@ -240,6 +293,7 @@ Result<std::map<std::string, IngestProgress>> Ingestor::IngestAll() {
     Tail& tail = tails_[batch.run_id];
     tail.offset = batch.end_offset;
     tail.complete = tail.complete || batch.complete_step.has_value();
+    ClearReceived(tail);
   }
   return progress;
 }
@@ -254,6 +308,7 @@ Result<IngestProgress> Ingestor::IngestFinal(const std::string& run_id) {
   for (;;) {
     Result<IngestBatch> batch = Read(run_id, tail, /*writer_gone=*/true, limits_.bytes_per_run);
     if (!batch.ok()) return batch.status();
+    MergeReceived(tail, &*batch);  // empty after the first round
     if (!batch->progressed && batch->end_offset == tail.offset) return progress;
     progress.progressed = progress.progressed || batch->progressed;
     const bool complete = batch->complete_step.has_value();
@@ -262,6 +317,7 @@ Result<IngestProgress> Ingestor::IngestFinal(const std::string& run_id) {
     ISOFLOP_RETURN_IF_ERROR(store_->Ingest({std::move(*batch)}));
     tail.offset = end;
     tail.complete = tail.complete || complete;
+    ClearReceived(tail);
     progress.complete = tail.complete;
     if (!moved) return progress;
   }

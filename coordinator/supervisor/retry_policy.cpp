@@ -12,8 +12,9 @@ namespace {
 
 // The worker's exit codes (worker/main.cpp).
 constexpr int kExitConfigError = 1;
-constexpr int kExitIoError = 74;  // EX_IOERR
-constexpr int kExitStopped = 75;  // EX_TEMPFAIL: stopped on request after a checkpoint
+constexpr int kExitCollectiveTimeout = 69;  // EX_UNAVAILABLE: a peer rank died or hangs
+constexpr int kExitIoError = 74;            // EX_IOERR
+constexpr int kExitStopped = 75;            // EX_TEMPFAIL: stopped on request after a checkpoint
 
 struct CauseName {
   AttemptCause cause;
@@ -70,9 +71,10 @@ std::string AttemptOutcome::Text() const {
 }
 
 AttemptOutcome Classify(const JobExit& exit, bool complete_record, StopRequest requested) {
-  const std::string how = !exit.status_known ? "ended while the coordinator could not wait for it"
-                          : exit.signal != 0 ? fmt::format("killed by {}", SignalName(exit.signal))
-                                             : fmt::format("exit status {}", exit.exit_code);
+  std::string how = !exit.status_known ? "ended while the coordinator could not wait for it"
+                    : exit.signal != 0 ? fmt::format("killed by {}", SignalName(exit.signal))
+                                       : fmt::format("exit status {}", exit.exit_code);
+  if (!exit.detail.empty()) how = fmt::format("{} ({})", how, exit.detail);
   // A finished run is finished, whatever happened after its last record: a crash in teardown or a
   // cancel that arrived too late does not make the training unfinished.
   if (complete_record)
@@ -95,6 +97,9 @@ AttemptOutcome Classify(const JobExit& exit, bool complete_record, StopRequest r
       return {AttemptCause::kConfigError, how};
     case kExitIoError:
       return {AttemptCause::kInfrastructure, fmt::format("{} (I/O error)", how)};
+    case kExitCollectiveTimeout:
+      return {AttemptCause::kInfrastructure,
+              fmt::format("{} (a collective timed out: another rank died or hangs)", how)};
     case kExitStopped:
       return {AttemptCause::kInfrastructure, fmt::format("{} (stopped by someone else)", how)};
     default:

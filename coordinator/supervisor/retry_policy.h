@@ -5,8 +5,8 @@
 //   config error    exit 1: the run cannot succeed as configured; retrying cannot help
 //   code fault      exit 70 or any other unexpected code, a crash signal (SIGSEGV, SIGABRT, ...),
 //                   or exit 0 without a "complete" record
-//   infrastructure  the launch failed, exit 74 (I/O error), exit 75 or
-//   SIGTERM/SIGKILL/SIGHUP/SIGINT
+//   infrastructure  the launch failed, exit 69 (a data-parallel collective timed out), exit 74
+//                   (I/O error), exit 75 or SIGTERM/SIGKILL/SIGHUP/SIGINT
 //                   that the coordinator did not send (preemption, the OOM killer, an operator), or
 //                   a worker that ended while the coordinator could not see how
 //   hang            no heartbeat (metrics.jsonl did not grow) for the heartbeat timeout; the

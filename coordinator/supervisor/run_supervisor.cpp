@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <filesystem>
 #include <fstream>
@@ -282,6 +283,10 @@ void RunSupervisor::Start(const Placement& placement) {
   request.config_path = dir + "/run.json";
   request.log_path = log_path;
   request.ranks = static_cast<int64_t>(placement.slots.size());
+  request.reporting = options_.worker_reporting;
+  request.reporting.heartbeat_interval_s =
+      std::clamp(options_.heartbeat_timeout_s / kHeartbeatsPerTimeout, 0.05, 5.0);
+  request.reporting.max_silence_s = kMaxSilenceTimeouts * options_.heartbeat_timeout_s;
   std::vector<std::string> labels;
   for (int slot : placement.slots) {
     const Slot& s = scheduler_->slots()[static_cast<size_t>(slot)];
@@ -476,6 +481,29 @@ Result<std::vector<std::string>> RunSupervisor::Resume(int64_t sweep_id) {
   return requeued;
 }
 
+Status RunSupervisor::CheckFollowed(const std::string& run_id, int64_t attempt) const {
+  auto it = active_.find(run_id);
+  if (it != active_.end() && it->second.attempt == attempt && ingestor_.tracking(run_id)) {
+    return Status::OK();
+  }
+  return Status::FailedPrecondition(
+      fmt::format("run {} attempt {} is not running under this coordinator ({}); report ignored",
+                  Short(run_id), attempt,
+                  it == active_.end() ? std::string("no attempt of it is")
+                                      : fmt::format("attempt {} is", it->second.attempt)));
+}
+
+Status RunSupervisor::WorkerAlive(const std::string& run_id, int64_t attempt) {
+  ISOFLOP_RETURN_IF_ERROR(CheckFollowed(run_id, attempt));
+  ingestor_.NoteAlive(run_id);
+  return Status::OK();
+}
+
+Status RunSupervisor::WorkerRecord(const std::string& run_id, int64_t attempt, const json& record) {
+  ISOFLOP_RETURN_IF_ERROR(CheckFollowed(run_id, attempt));
+  return ingestor_.AddRecord(run_id, record);
+}
+
 void RunSupervisor::ArmIngest() {
   if (stopped_) return;
   ingest_timer_.expires_after(options_.ingest_interval);
@@ -498,6 +526,8 @@ void RunSupervisor::IngestTick() {
   for (auto& [run_id, active] : active_) {
     auto it = progress->find(run_id);
     if (it != progress->end() && it->second.progressed) active.last_progress = now;
+    // A batch job waiting for its nodes is not hung; its silence counts from when it starts.
+    if (active.launcher->Waiting(active.handle)) active.last_progress = now;
     if (active.stop == StopRequest::kNone && now - active.last_progress > timeout) {
       spdlog::warn("run {}: no heartbeat for {:g} s; killing {}", Short(run_id),
                    options_.heartbeat_timeout_s, active.launcher->Describe(active.handle));

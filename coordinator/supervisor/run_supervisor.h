@@ -7,8 +7,9 @@
 //   any unfinished state --cancel--> CANCELLED (a running worker gets SIGTERM, then SIGKILL)
 //
 // It starts queued runs on the scheduler's free slots through the run's launcher, follows each
-// running worker's metrics.jsonl (Ingestor) as its heartbeat, kills a worker whose heartbeat stops
-// (a hang: LOST), classifies every exit (RetryPolicy), and re-queues after a backoff or gives up.
+// running worker's metrics.jsonl and its reports over the daemon's socket (Ingestor) as its
+// heartbeat, kills a worker whose heartbeat stops (a hang: LOST), classifies every exit
+// (RetryPolicy), and re-queues after a backoff or gives up.
 // A retried run keeps its id and its run directory, so the worker resumes from its newest
 // checkpoint.
 //
@@ -39,15 +40,28 @@
 
 namespace isoflop {
 
+// How heartbeats over the daemon's socket follow from the heartbeat timeout: several per timeout,
+// so that one late heartbeat is no hang; and a silence bound of several timeouts, which a long
+// evaluation or checkpoint fits well within, after which a worker stops sending them.
+inline constexpr double kHeartbeatsPerTimeout = 5;
+inline constexpr double kMaxSilenceTimeouts = 4;
+
 struct SupervisorOptions {
   std::string runs_dir;  // STATE/runs: one directory per run id
-  // No growth of metrics.jsonl for this long marks a running worker as hung. Generous by default:
-  // a worker writes its first record after loading data and building the model, and records come
-  // every train.log_every steps.
+  // No sign of life from a running worker for this long marks it as hung. Signs of life: growth of
+  // its metrics.jsonl, and its worker_hello, heartbeat and record messages over the daemon's
+  // socket. A worker that reports over the socket sends heartbeats through evaluations and
+  // checkpoints, and stops them once it has written no record for kMaxSilenceTimeouts times this
+  // long (a trainer that hangs while its process lives). Generous by default: a worker started
+  // without the socket writes its first record only after loading data and building the model.
   double heartbeat_timeout_s = 900;
   std::chrono::milliseconds ingest_interval{250};  // how often metrics.jsonl files are read
   double kill_grace_s = 30;  // cancel: SIGTERM (the worker checkpoints), SIGKILL after this long
   RetryPolicyOptions retry;
+  // Where launched workers report over the daemon's socket (daemon_reporter.h): the address, and
+  // the token a tcp: address needs. The heartbeat interval and the silence bound are derived from
+  // heartbeat_timeout_s. An empty address: workers report through metrics.jsonl alone.
+  ReportingSettings worker_reporting;
   // Written into every launched run's provenance: coordinator version, git commit, host, ...
   nlohmann::json provenance = nlohmann::json::object();
 };
@@ -78,6 +92,14 @@ class RunSupervisor {
   // Stops timers so the event loop can end. Workers keep running; the next coordinator adopts them.
   void Stop();
 
+  // Reports from rank 0 of a worker over the daemon's socket (protocol_codec.h). Each is a sign of
+  // life of the attempt this supervisor follows for the run; a record is also stored as if read
+  // from the run's metrics.jsonl, in the next ingest (InvalidArgument when it is not a record).
+  // Reports of any other attempt (one already concluded, a stale worker an earlier coordinator
+  // left) change nothing: FailedPrecondition, which tells the worker to stop reporting.
+  Status WorkerAlive(const std::string& run_id, int64_t attempt);
+  Status WorkerRecord(const std::string& run_id, int64_t attempt, const nlohmann::json& record);
+
   size_t active_runs() const { return active_.size(); }
 
  private:
@@ -90,6 +112,8 @@ class RunSupervisor {
     std::unique_ptr<boost::asio::steady_timer> kill_timer;
   };
 
+  // OK when `attempt` is the attempt of run_id this supervisor follows.
+  Status CheckFollowed(const std::string& run_id, int64_t attempt) const;
   Launcher* LauncherFor(const nlohmann::json& config, std::string* error) const;
   Launcher* LauncherNamed(const std::string& name) const;
   std::string RunDir(const std::string& run_id) const;

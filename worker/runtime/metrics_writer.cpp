@@ -47,22 +47,28 @@ Result<MetricsWriter> MetricsWriter::Open(const std::string& path) {
 }
 
 MetricsWriter::MetricsWriter(MetricsWriter&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
+    : path_(std::move(other.path_)),
+      fd_(std::exchange(other.fd_, -1)),
+      sink_(std::move(other.sink_)) {}
 
 MetricsWriter::~MetricsWriter() {
   if (fd_ >= 0) ::close(fd_);
 }
 
 Status MetricsWriter::Append(const nlohmann::json& record) {
+  if (fd_ < 0) return Status::OK();  // Discarding()
   // Non-finite numbers (a diverged loss) have no JSON spelling; nlohmann writes them as null, which
   // readers see as "no value" rather than a parse error.
   std::string line =
       record.dump(-1, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
   line.push_back('\n');
-  return WriteAll(fd_, path_, line);
+  ISOFLOP_RETURN_IF_ERROR(WriteAll(fd_, path_, line));
+  if (sink_) sink_(record);
+  return Status::OK();
 }
 
 Status MetricsWriter::Sync() {
+  if (fd_ < 0) return Status::OK();
   if (::fsync(fd_) != 0) return Errno(path_, "fsync");
   return Status::OK();
 }

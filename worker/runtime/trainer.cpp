@@ -3,10 +3,12 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
+#include <ATen/detail/CUDAHooksInterface.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -14,6 +16,9 @@
 
 #include "common/store/run_store.h"
 #include "worker/models/model_registry.h"
+#ifdef ISOFLOP_WORKER_BENCHMARKS
+#include "worker/eval/continuation_scorer.h"
+#endif
 #include "worker/models/structured_linear.h"
 
 namespace isoflop {
@@ -150,6 +155,19 @@ Result<Trainer::SampleVocabulary> FindSampleVocabulary(const DataSpec& data, int
   return vocab;
 }
 
+// Data parallel: rank 0's state of `generator` (the CPU's or a GPU's default) on every rank, so
+// that every rank draws what one process would.
+Status ShareGeneratorState(ProcessGroup& group, at::Generator generator, const std::string& what) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  const torch::Tensor state = generator.get_state();  // uint8, on the CPU
+  std::string bytes(static_cast<const char*>(state.data_ptr()), state.nbytes());
+  ISOFLOP_RETURN_IF_ERROR(group.BroadcastFromRankZero(&bytes, what));
+  torch::Tensor shared = torch::empty({static_cast<int64_t>(bytes.size())}, torch::kUInt8);
+  std::memcpy(shared.data_ptr(), bytes.data(), bytes.size());
+  generator.set_state(shared);
+  return Status::OK();
+}
+
 }  // namespace
 
 Result<RunConfig> ReadRunConfig(const std::string& path) {
@@ -197,20 +215,34 @@ Status Trainer::Init() {
     if (!vocab.ok()) return vocab.status();
     sample_vocabulary_ = *vocab;
   }
-  if (run_.resources.gpus > 1) {
-    spdlog::warn("resources.gpus: {} requested; this worker trains on one device (rank 0 of 1)",
-                 run_.resources.gpus);
+  ProcessGroup* const group = options_.process_group;
+  const DataSlice slice = group != nullptr ? DataSlice{group->rank(), group->size()} : DataSlice{};
+  if (run_.resources.gpus > 1 && slice.world == 1) {
+    spdlog::warn(
+        "resources.gpus: {} requested, but this worker runs as a single process; data-parallel "
+        "training needs it started by mpirun -np {} (or srun)",
+        run_.resources.gpus, run_.resources.gpus);
   }
   if (!run_.eval.benchmarks.empty()) {
-    spdlog::warn(
-        "eval.benchmarks: {} benchmark(s) configured; this worker reports val_loss and "
-        "val_ppl only, benchmarks are not scored",
-        run_.eval.benchmarks.size());
+#ifdef ISOFLOP_WORKER_BENCHMARKS
+    Result<BenchmarkSuite> benchmarks = BenchmarkSuite::Load(
+        run_.eval.benchmarks, run_.data.tokenizer, options_.gpt2_dir, spec.vocab_size);
+    if (!benchmarks.ok()) return benchmarks.status();
+    benchmarks_.emplace(std::move(benchmarks).value());
+#else
+    return Status::InvalidArgument(
+        "eval.benchmarks: this isoflop-worker was built without libpcre2-8, which its tokenizers "
+        "need; rebuild it with libpcre2-dev installed to score benchmarks");
+#endif
   }
 
   Result<DeviceInfo> device = SelectDevice(options_.device);
   if (!device.ok()) return device.status();
   device_ = *device;
+  if (group != nullptr && group->device() != device_.device) {
+    return Status::Internal(fmt::format("rank {} trains on {} but its process group is on {}",
+                                        slice.rank, device_.device.str(), group->device().str()));
+  }
   torch::set_num_threads(options_.threads);
   const bool cuda = device_.device.is_cuda();
   switch (run_.train.precision) {
@@ -233,7 +265,7 @@ Status Trainer::Init() {
 
   const int64_t max_micro_tokens =
       cuda ? DefaultGpuMicroTokens(spec, device_.memory_bytes) : kCpuMaxMicroTokens;
-  Result<TrainingPlan> plan = PlanTraining(run_, DataSlice{}, max_micro_tokens);
+  Result<TrainingPlan> plan = PlanTraining(run_, slice, max_micro_tokens);
   if (!plan.ok()) return plan.status();
   plan_ = *plan;
   Result<LrSchedule> schedule =
@@ -269,6 +301,14 @@ Status Trainer::Init() {
                  run_.accounting.params);
   }
   optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), run_.train.optimizer);
+  if (slice.world > 1) bucketer_ = std::make_unique<GradientBucketer>(params_, *group);
+
+  run_id_ = RunId(run_);
+  if (!IsRankZero()) {
+    // The ranks share one run directory, which rank 0 alone writes.
+    metrics_.emplace(MetricsWriter::Discarding());
+    return Status::OK();
+  }
 
   std::error_code ec;
   fs::create_directories(options_.run_dir, ec);
@@ -279,7 +319,7 @@ Status Trainer::Init() {
       MetricsWriter::Open((fs::path(options_.run_dir) / "metrics.jsonl").string());
   if (!metrics.ok()) return metrics.status();
   metrics_.emplace(std::move(metrics).value());
-  run_id_ = RunId(run_);
+  metrics_->set_sink(options_.record_sink);  // rank 0 alone reports
   Result<CheckpointDir> checkpoints =
       CheckpointDir::Open((fs::path(options_.run_dir) / "checkpoints").string(), run_id_);
   if (!checkpoints.ok()) return checkpoints.status();
@@ -301,6 +341,12 @@ bool Trainer::StopRequested() const {
 }
 
 Status Trainer::Resume() {
+  if (checkpoints_) ISOFLOP_RETURN_IF_ERROR(LoadNewestCheckpoint());
+  if (options_.process_group != nullptr) ISOFLOP_RETURN_IF_ERROR(ShareStateFromRankZero());
+  return Status::OK();
+}
+
+Status Trainer::LoadNewestCheckpoint() {
   torch::serialize::InputArchive archive;
   Result<CheckpointFile> file = checkpoints_->LoadNewest(&archive, device_.device);
   if (file.status().code() == Status::Code::kNotFound) return Status::OK();  // a fresh run
@@ -352,6 +398,41 @@ Status Trainer::Resume() {
   return metrics_->Append({{"type", "resume"}, {"step", step_}});
 }
 
+Status Trainer::ShareStateFromRankZero() {
+  ProcessGroup& group = *options_.process_group;
+  std::vector<torch::Tensor> tensors;
+  for (const auto& [name, tensor] : ModelTensors(*model_)) tensors.push_back(tensor);
+  for (const auto& [name, tensor] : optimizer_->State()) tensors.push_back(tensor);
+  ISOFLOP_RETURN_IF_ERROR(
+      group.BroadcastFromRankZero(tensors, "broadcast of rank 0's model and optimizer state"));
+  const auto& sampler = model_->guide_sampler();
+  std::string progress = json{{"step", step_},
+                              {"data_window", data_window_},
+                              {"prior_seconds", prior_seconds_},
+                              {"last_train_loss", last_train_loss_},
+                              {"last_checkpoint_step", last_checkpoint_step_},
+                              {"guide_sampler", sampler ? sampler->State() : std::string()}}
+                             .dump();
+  ISOFLOP_RETURN_IF_ERROR(group.BroadcastFromRankZero(&progress, "broadcast of rank 0's progress"));
+  const json shared = json::parse(progress);
+  step_ = shared["step"].get<int64_t>();
+  data_window_ = shared["data_window"].get<int64_t>();
+  prior_seconds_ = shared["prior_seconds"].get<double>();
+  last_train_loss_ = shared["last_train_loss"].get<double>();
+  last_checkpoint_step_ = shared["last_checkpoint_step"].get<int64_t>();
+  if (sampler && !sampler->SetState(shared["guide_sampler"].get<std::string>())) {
+    return Status::Internal("rank 0's guide sampler state does not parse");
+  }
+  ISOFLOP_RETURN_IF_ERROR(ShareGeneratorState(group, at::detail::getDefaultCPUGenerator(),
+                                              "broadcast of rank 0's CPU RNG state"));
+  if (device_.device.is_cuda()) {
+    ISOFLOP_RETURN_IF_ERROR(ShareGeneratorState(
+        group, at::cuda::detail::getDefaultCUDAGenerator(device_.device.index()),
+        "broadcast of rank 0's CUDA RNG state"));
+  }
+  return Status::OK();
+}
+
 Status Trainer::WriteStartRecord() {
   const bool cuda = device_.device.is_cuda();
   json record = {
@@ -362,12 +443,21 @@ Status Trainer::WriteStartRecord() {
       {"gpu", cuda ? json(device_.name) : json(nullptr)},
       {"peak_flops", device_.peak_flops},
       {"torch", TORCH_VERSION},
+      // Provenance for `isoflop reproduce`: the CUDA runtime and cuDNN this process loaded
+      // (e.g. 13000 for CUDA 13.0), null on CPU.
+      {"cuda", cuda ? json(at::detail::getCUDAHooks().versionCUDART()) : json(nullptr)},
+      {"cudnn", cuda && at::detail::getCUDAHooks().hasCuDNN()
+                    ? json(at::detail::getCUDAHooks().versionCuDNN())
+                    : json(nullptr)},
       {"threads", options_.threads},
       {"params", CountParameters(*model_).total},
       {"micro_batch", plan_.micro_batch},
       {"micro_steps", plan_.micro_steps},
       {"precision", bf16_autocast_ ? "bf16" : "fp32"},
       {"run_id", run_id_},
+      {"world_size", plan_.slice.world},
+      {"collectives",
+       options_.process_group ? json(options_.process_group->backend()) : json(nullptr)},
   };
   spdlog::info("run {} on {}{}: {} steps of {} tokens ({} x {} sequences of {}), {} parameters",
                run_.name, device_.device.str(), cuda ? " (" + device_.name + ")" : "",
@@ -411,11 +501,19 @@ Status Trainer::TrainStep(TrainingObserver* observer, torch::Tensor* loss,
       AutocastScope autocast(bf16_autocast_, device_.device.type());
       micro_loss = NextTokenLoss(model_->forward(inputs), targets);
     }
+    if (bucketer_ && micro == plan_.micro_steps - 1) bucketer_->BeginLastBackward(step_);
     // The mean over the whole batch: every micro-batch holds the same number of tokens.
     (micro_loss / static_cast<double>(plan_.micro_steps)).backward();
     loss_sum += micro_loss.detach().to(torch::kFloat32);
   }
   *loss = loss_sum / static_cast<double>(plan_.micro_steps);
+  if (bucketer_) {
+    // This rank's mean gradient and loss become the global batch's.
+    ISOFLOP_RETURN_IF_ERROR(bucketer_->Finish());
+    ISOFLOP_RETURN_IF_ERROR(options_.process_group->StartAverage(
+        *loss, fmt::format("all-reduce of the train loss at step {}", step_ + 1)));
+    ISOFLOP_RETURN_IF_ERROR(options_.process_group->FinishAverages());
+  }
   *grad_norm = ClipGradNorm(params_, run_.train.grad_clip);
   optimizer_->Step(schedule_->At(step_));
   optimizer_->ZeroGrad();
@@ -425,6 +523,10 @@ Status Trainer::TrainStep(TrainingObserver* observer, torch::Tensor* loss,
 }
 
 Status Trainer::Checkpoint() {
+  if (!checkpoints_) {  // a data-parallel rank other than 0, whose state rank 0 writes
+    last_checkpoint_step_ = step_;
+    return Status::OK();
+  }
   torch::serialize::OutputArchive archive;
   WriteTensors(archive, "model", ModelTensors(*model_));
   WriteTensors(archive, "optimizer", optimizer_->State());
@@ -463,11 +565,14 @@ Result<double> Trainer::Evaluate() {
   EvalModeScope eval_mode(*model_);
   torch::Tensor loss_sum =
       torch::zeros({}, torch::TensorOptions().device(device_.device).dtype(torch::kFloat64));
-  for (int64_t first = 0; first < windows; first += plan_.micro_batch) {
-    const int64_t count = std::min(plan_.micro_batch, windows - first);
+  // Rank r of k evaluates windows r, r + k, r + 2k, ... (ReadBatch's slices of one big "step").
+  const DataSlice& slice = plan_.slice;
+  const int64_t rank_windows = (windows - slice.rank + slice.world - 1) / slice.world;
+  for (int64_t first = 0; first < rank_windows; first += plan_.micro_batch) {
+    const int64_t count = std::min(plan_.micro_batch, rank_windows - first);
     torch::Tensor host = torch::empty({count, T + 1}, torch::kInt64);
     ISOFLOP_RETURN_IF_ERROR(val_data_->ReadBatch(
-        0, first, count, DataSlice{}, std::span<int64_t>(host.data_ptr<int64_t>(), host.numel())));
+        0, first, count, slice, std::span<int64_t>(host.data_ptr<int64_t>(), host.numel())));
     const torch::Tensor batch = host.to(device_.device);
     torch::Tensor loss;
     {
@@ -476,7 +581,12 @@ Result<double> Trainer::Evaluate() {
     }
     loss_sum += loss.to(torch::kFloat64) * static_cast<double>(count);
   }
-  return loss_sum.item<double>() / static_cast<double>(windows);
+  double total = loss_sum.item<double>();
+  if (options_.process_group != nullptr) {
+    ISOFLOP_RETURN_IF_ERROR(options_.process_group->SumOverRanks(
+        std::span<double>(&total, 1), fmt::format("sum of validation losses at step {}", step_)));
+  }
+  return total / static_cast<double>(windows);
 }
 
 Status Trainer::EvaluateAndRecord() {
@@ -499,6 +609,49 @@ Status Trainer::EvaluateAndRecord() {
   ISOFLOP_RETURN_IF_ERROR(metrics_->Append(ppl_record));
   spdlog::info("step {}: val loss {:.4f} (ppl {:.2f}) over {} tokens", step_, *loss,
                std::exp(*loss), windows * plan_.seq_len);
+  return Status::OK();
+}
+
+Status Trainer::ScoreBenchmarks() {
+#ifdef ISOFLOP_WORKER_BENCHMARKS
+  if (!benchmarks_) return Status::OK();
+  if (plan_.guided_steps > 0) model_->set_alpha(GuideAlphaAt(step_));
+  EvalModeScope eval_mode(*model_);
+  ScorerOptions options;
+  options.seq_len = plan_.seq_len;
+  // The padded tokens of one training micro-batch: they fit with activations kept for backward,
+  // so they fit without.
+  options.batch_tokens = plan_.micro_batch * plan_.seq_len;
+  options.device = device_.device;
+  const LogitsFunction logits = [&](const torch::Tensor& ids) {
+    AutocastScope autocast(bf16_autocast_, device_.device.type());
+    return model_->forward(ids);
+  };
+  const ContinuationScorer scorer = [&](std::span<const TokenizedRequest> requests) {
+    return ScoreContinuations(logits, requests, options);
+  };
+  for (size_t i = 0; i < benchmarks_->benchmarks().size(); ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    Result<BenchmarkResult> result = benchmarks_->Evaluate(i, scorer);
+    if (!result.ok()) return result.status();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::string summary;
+    for (const auto& [metric, value] : result->metrics) {
+      ISOFLOP_RETURN_IF_ERROR(metrics_->Append({{"type", "eval"},
+                                                {"step", step_},
+                                                {"tokens", plan_.TokensAfter(step_)},
+                                                {"flops", plan_.FlopsAfter(step_)},
+                                                {"name", result->name + "/" + metric},
+                                                {"value", value},
+                                                {"count", result->items}}));
+      summary += fmt::format(" {} {:.4f}", metric, value);
+    }
+    spdlog::info("{}:{} over {} items ({} continuations) in {:.1f}s, {:.1f} items/s", result->name,
+                 summary, result->items, result->requests, seconds,
+                 static_cast<double>(result->items) / std::max(seconds, 1e-9));
+  }
+#endif
   return Status::OK();
 }
 
@@ -558,9 +711,16 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
   auto interval_start = std::chrono::steady_clock::now();
   int64_t interval_first_step = step_;
   while (step_ < plan_.total_steps) {
-    if (StopRequested() || (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps)) {
-      return stop();
+    bool stop_now =
+        StopRequested() || (options_.stop_after_steps > 0 && step_ >= options_.stop_after_steps);
+    if (options_.process_group != nullptr) {
+      // A signal may reach the ranks at different steps; they must all stop at the same one.
+      Result<bool> any = options_.process_group->AnyRank(
+          stop_now, fmt::format("agreement on stopping before step {}", step_ + 1));
+      if (!any.ok()) return any.status();
+      stop_now = *any;
     }
+    if (stop_now) return stop();
     const int64_t step = step_;
     const double lr = schedule_->At(step);
     const double alpha = GuideAlphaAt(step);
@@ -608,6 +768,15 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
         interval_start = std::chrono::steady_clock::now();
         interval_first_step = step_;
       }
+      // A non-finite loss never recovers: the rest of the run's compute would be wasted and its
+      // results recorded as if they meant something. Retrying the same config diverges again, so
+      // this is a code fault (exit status 1), not an infrastructure one.
+      if (!std::isfinite(last_train_loss_)) {
+        return Status::FailedPrecondition(fmt::format(
+            "training diverged: train loss {} at step {} (lr {:.3e}, grad norm {:.3g}); lower "
+            "the learning rate or check the initialisation",
+            last_train_loss_, step_, lr, norm));
+      }
     }
     const bool last = step_ == plan_.total_steps;
     bool paused = false;  // evaluation and checkpoint time is not training throughput
@@ -627,7 +796,9 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
 
   if (last_checkpoint_step_ != step_) ISOFLOP_RETURN_IF_ERROR(Checkpoint());
   ISOFLOP_RETURN_IF_ERROR(EvaluateAndRecord());
-  if (options_.sample_tokens > 0) ISOFLOP_RETURN_IF_ERROR(WriteSample());
+  // Rank 0 alone: the other ranks would repeat its work on the same weights.
+  if (IsRankZero()) ISOFLOP_RETURN_IF_ERROR(ScoreBenchmarks());
+  if (options_.sample_tokens > 0 && IsRankZero()) ISOFLOP_RETURN_IF_ERROR(WriteSample());
   ISOFLOP_RETURN_IF_ERROR(
       metrics_->Append({{"type", "complete"},
                         {"step", step_},

@@ -13,6 +13,15 @@
 //
 // Precision: float32 on the CPU; on a GPU bf16 autocast over float32 master weights (precision
 // "auto" or "bf16"), TF32 for the float32 matmuls that remain.
+//
+// Data parallel (options.process_group; worker/distributed): every rank trains a replica on its
+// own slice of each step's sequences (token_stream.h), the same train.batch_tokens over all ranks,
+// and gradients are averaged once per step (gradient_bucketer.h), so k ranks follow the loss curve
+// of one process up to float rounding. Rank 0 alone reads and writes checkpoints and reports;
+// it broadcasts its state at the start (the checkpoint it resumed from, or its freshly built
+// model), including the data position, so that a run may resume with another number of ranks.
+// Evaluation windows are split over the ranks and their losses summed. A stop takes effect when
+// any rank asks for it, at the same step boundary on all.
 #pragma once
 
 #include <torch/torch.h>
@@ -26,6 +35,9 @@
 
 #include "common/run_config.h"
 #include "common/status.h"
+#include "worker/distributed/gradient_bucketer.h"
+#include "worker/distributed/process_group.h"
+#include "worker/eval/benchmark_suite.h"
 #include "worker/models/language_model.h"
 #include "worker/runtime/adamw.h"
 #include "worker/runtime/checkpoint.h"
@@ -46,8 +58,15 @@ struct TrainerOptions {
   int threads = 1;               // CPU intra-op threads; fixed, so that CPU runs are deterministic
   int64_t stop_after_steps = 0;  // > 0: checkpoint after this step and stop (preemption drills)
   int64_t sample_tokens = 0;     // > 0: greedy-decode this many tokens into DIR/sample.txt
+  std::string gpt2_dir;          // vocab.json and merges.txt, for eval.benchmarks of gpt2 runs
   // Set asynchronously (a signal handler) to stop at the next step boundary; may be null.
   const std::atomic<bool>* stop_requested = nullptr;
+  // The data-parallel group this process is a rank of (not owned; outlives the trainer); null:
+  // a single process.
+  ProcessGroup* process_group = nullptr;
+  // Rank 0 hands every record it appends to metrics.jsonl to this sink as well (MetricsWriter's):
+  // worker/main.cpp's reporter to the coordinator's socket. Empty: none.
+  MetricsWriter::Sink record_sink;
 };
 
 enum class TrainingOutcome {
@@ -97,7 +116,10 @@ class Trainer {
   Trainer(const RunConfig& run, const TrainerOptions& options);
   Status Init();
 
+  // Rank 0 (or the single process) loads the newest checkpoint; then every rank takes its state.
   Status Resume();
+  Status LoadNewestCheckpoint();
+  Status ShareStateFromRankZero();
   Status WriteStartRecord();
   // One optimizer step: micro-batches, clipping, update. Returns the loss (a device scalar) and the
   // pre-clip gradient norm, read only when a record or the observer needs them.
@@ -107,10 +129,14 @@ class Trainer {
   int64_t EvalWindows() const;
   Result<double> Evaluate();
   Status EvaluateAndRecord();
+  // eval.benchmarks at the end of the run: NAME/acc, NAME/acc_norm, NAME/ppl eval records whose
+  // count is the items scored. Each benchmark is scored once, on the final weights.
+  Status ScoreBenchmarks();
   Status WriteSample();
   double GuideAlphaAt(int64_t step) const;
   double ElapsedSeconds() const;
   bool StopRequested() const;
+  bool IsRankZero() const { return plan_.slice.rank == 0; }
 
   RunConfig run_;
   TrainerOptions options_;
@@ -122,11 +148,13 @@ class Trainer {
   std::shared_ptr<LanguageModelImpl> model_;
   std::vector<torch::Tensor> params_;  // trainable, each once
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<GradientBucketer> bucketer_;  // data parallel only
   std::optional<TokenStream> train_data_;
   std::optional<TokenStream> val_data_;  // absent when data.val is empty: no evaluation
   std::optional<SampleVocabulary> sample_vocabulary_;  // with --sample
-  std::optional<MetricsWriter> metrics_;
-  std::optional<CheckpointDir> checkpoints_;
+  std::optional<BenchmarkSuite> benchmarks_;           // with eval.benchmarks
+  std::optional<MetricsWriter> metrics_;               // discarding on ranks other than 0
+  std::optional<CheckpointDir> checkpoints_;           // rank 0 only
 
   // Progress; all of it is in the checkpoint.
   int64_t step_ = 0;            // optimizer steps done
