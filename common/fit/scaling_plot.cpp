@@ -197,11 +197,13 @@ std::string ComputePanel(const ScalingReport& report, const PlotOptions& options
     }
     std::string fit_title = v.variant;
     if (v.power_law) {
-      // The curve spans the envelope it was fitted to, a little beyond at each end.
+      // The curve spans the envelope it was fitted to, a little beyond at each end. Only its part
+      // over the data sets the y range: an extrapolated end of a poor fit can run off by orders of
+      // magnitude and would squash the points; gnuplot clips it at the panel's edge instead.
       std::vector<std::vector<double>> curve;
       for (double c : LogSpaced(fitted_range.lo / 1.4, fitted_range.hi * 1.4, 120)) {
         curve.push_back({c, v.power_law->law.Loss(c)});
-        y.Add(curve.back()[1]);
+        if (c >= fitted_range.lo && c <= fitted_range.hi) y.Add(curve.back()[1]);
       }
       script += Datablock(fmt::format("fit{}", i), curve);
       plots.push_back(
