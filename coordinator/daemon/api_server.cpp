@@ -231,20 +231,27 @@ void ApiServer::AcceptUnix() {
         // The socket's mode already keeps other users out; this holds even if someone loosened it.
         spdlog::warn("{}: uid {} may not use this daemon; closing", peer,
                      known ? static_cast<int64_t>(credentials.uid) : -1);
-      } else if (static_cast<int>(connections_.size()) >= options_.max_connections) {
-        spdlog::warn("{}: {} connections already open; closing", peer, connections_.size());
       } else {
-        auto connection = std::make_shared<Connection>(
-            this, asio::generic::stream_protocol::socket(std::move(socket)), peer,
-            /*authenticated=*/true);
-        connections_.insert(connection);
-        connection->Start();
+        // Over the Unix socket the peer's uid is the credential: no token needed.
+        Admit(asio::generic::stream_protocol::socket(std::move(socket)), peer,
+              /*authenticated=*/true);
       }
     } else {
       spdlog::warn("accepting on {}: {}", unix_path_, error.message());
     }
     AcceptUnix();
   });
+}
+
+void ApiServer::Admit(asio::generic::stream_protocol::socket socket, const std::string& peer,
+                      bool authenticated) {
+  if (static_cast<int>(connections_.size()) >= options_.max_connections) {
+    spdlog::warn("{}: {} connections already open; closing", peer, connections_.size());
+    return;  // the socket closes as it goes out of scope
+  }
+  auto connection = std::make_shared<Connection>(this, std::move(socket), peer, authenticated);
+  connections_.insert(connection);
+  connection->Start();
 }
 
 void ApiServer::AcceptTcp() {
@@ -256,15 +263,9 @@ void ApiServer::AcceptTcp() {
           const auto remote = socket.remote_endpoint(ignored);
           const std::string peer = fmt::format("tcp client #{} {}:{}", next_connection_id_++,
                                                remote.address().to_string(), remote.port());
-          if (static_cast<int>(connections_.size()) >= options_.max_connections) {
-            spdlog::warn("{}: {} connections already open; closing", peer, connections_.size());
-          } else {
-            auto connection = std::make_shared<Connection>(
-                this, asio::generic::stream_protocol::socket(std::move(socket)), peer,
+          // A TCP client proves itself with the token in its first message.
+          Admit(asio::generic::stream_protocol::socket(std::move(socket)), peer,
                 /*authenticated=*/false);
-            connections_.insert(connection);
-            connection->Start();
-          }
         } else {
           spdlog::warn("accepting on TCP: {}", error.message());
         }

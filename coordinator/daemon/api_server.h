@@ -13,6 +13,7 @@
 // input can stop the daemon: every failure is logged and confined to its connection.
 #pragma once
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -67,6 +68,9 @@ class ApiServer {
  private:
   void AcceptUnix();
   void AcceptTcp();
+  // Serves an accepted connection, unless max_connections are open already (then closes it).
+  void Admit(boost::asio::generic::stream_protocol::socket socket, const std::string& peer,
+             bool authenticated);
 
   boost::asio::io_context& io_;
   RequestHandler* handler_;
