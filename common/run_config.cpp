@@ -1,9 +1,9 @@
 #include "common/run_config.h"
 
+#include <fmt/format.h>
+
 #include <set>
 #include <string_view>
-
-#include <fmt/format.h>
 
 namespace isoflop {
 namespace {
@@ -41,12 +41,15 @@ constexpr EnumName<LrDecay> kLrDecay[] = {{LrDecay::kCosine, "cosine"},
                                           {LrDecay::kWsd, "wsd"}};
 constexpr EnumName<Precision> kPrecision[] = {
     {Precision::kAuto, "auto"}, {Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}};
+constexpr EnumName<DataOrder> kDataOrder[] = {{DataOrder::kShuffled, "shuffled"},
+                                              {DataOrder::kSequential, "sequential"}};
 constexpr EnumName<LauncherKind> kLauncher[] = {
     {LauncherKind::kLocal, "local"}, {LauncherKind::kMpi, "mpi"}, {LauncherKind::kSlurm, "slurm"}};
 
-// Reads one JSON object strictly: every key must be consumed, types must match, and the first problem is
-// reported with its JSON path ("model.ffn.rank: expected an integer"). A newer coordinator writing a field
-// an older worker does not know is thus an error, not a silently ignored setting.
+// Reads one JSON object strictly: every key must be consumed, types must match, and the first
+// problem is reported with its JSON path ("model.ffn.rank: expected an integer"). A newer
+// coordinator writing a field an older worker does not know is thus an error, not a silently
+// ignored setting.
 class ObjectReader {
  public:
   ObjectReader(const json& j, std::string path) : j_(j), path_(std::move(path)) {
@@ -66,7 +69,8 @@ class ObjectReader {
   void OptionalEnum(const char* key, const EnumName<E> (&table)[N], E* out) {
     std::string s;
     Optional(key, &s);
-    if (j_.contains(key) && !ValueOf(table, s, out)) Fail(key, fmt::format("unknown value \"{}\"", s));
+    if (j_.contains(key) && !ValueOf(table, s, out))
+      Fail(key, fmt::format("unknown value \"{}\"", s));
   }
   template <typename E>
   void OptionalEnum(const char* key, E* out) {
@@ -129,12 +133,30 @@ class ObjectReader {
 
 }  // namespace
 
-const char* ToString(LrDecay v) { return NameOf(kLrDecay, v); }
-bool Parse(const std::string& s, LrDecay* out) { return ValueOf(kLrDecay, s, out); }
-const char* ToString(Precision v) { return NameOf(kPrecision, v); }
-bool Parse(const std::string& s, Precision* out) { return ValueOf(kPrecision, s, out); }
-const char* ToString(LauncherKind v) { return NameOf(kLauncher, v); }
-bool Parse(const std::string& s, LauncherKind* out) { return ValueOf(kLauncher, s, out); }
+const char* ToString(LrDecay v) {
+  return NameOf(kLrDecay, v);
+}
+bool Parse(const std::string& s, LrDecay* out) {
+  return ValueOf(kLrDecay, s, out);
+}
+const char* ToString(Precision v) {
+  return NameOf(kPrecision, v);
+}
+bool Parse(const std::string& s, Precision* out) {
+  return ValueOf(kPrecision, s, out);
+}
+const char* ToString(DataOrder v) {
+  return NameOf(kDataOrder, v);
+}
+bool Parse(const std::string& s, DataOrder* out) {
+  return ValueOf(kDataOrder, s, out);
+}
+const char* ToString(LauncherKind v) {
+  return NameOf(kLauncher, v);
+}
+bool Parse(const std::string& s, LauncherKind* out) {
+  return ValueOf(kLauncher, s, out);
+}
 
 // Built with operator[] rather than nested initializer lists: the lists copy every sub-object once
 // more, and planning a 10,000-run sweep serializes 10,000 of these (bench/plan_insert_bench.cpp).
@@ -220,6 +242,7 @@ json ToJson(const RunConfig& r) {
   json& d = j["data"];
   d["train"] = r.data.train;
   d["val"] = r.data.val;
+  d["order"] = ToString(r.data.order);
   d["tokenizer"] = r.data.tokenizer;
   d["fingerprint"] = r.data.fingerprint;
 
@@ -357,6 +380,7 @@ Result<RunConfig> RunConfigFromJson(const json& j) {
   in.Object("data", [&](ObjectReader& d) {
     d.Optional("train", &r.data.train);
     d.Optional("val", &r.data.val);
+    d.OptionalEnum("order", kDataOrder, &r.data.order);
     d.Optional("tokenizer", &r.data.tokenizer);
     d.Optional("fingerprint", &r.data.fingerprint);
   });

@@ -1,6 +1,6 @@
 # Data path: token shards (common/data/token_shard.*), tokenizers (common/text/*) and data prepare
 # (common/data/data_prepare.*).
-isoflop_test(token_shard_test SOURCES token_shard_test.cpp LIBS isoflop_data)
+isoflop_test(token_shard_test SOURCES token_shard_test.cpp window_order_test.cpp LIBS isoflop_data)
 
 if(TARGET isoflop_text)
   isoflop_test(text_test SOURCES tokenizer_test.cpp data_prepare_test.cpp LIBS isoflop_text)

@@ -283,6 +283,7 @@ TEST_F(SweepSchemaTest, EnumNamesAreTheHeadersNames) {
       {"train.schedule.decay", CppNames<LrDecay>()},
       {"train.precision", CppNames<Precision>()},
       {"resources.launcher", CppNames<LauncherKind>()},
+      {"data.order", CppNames<DataOrder>()},
   };
   for (const RunField& field : RunFields()) {
     if (field.kind != FieldKind::kEnum) continue;

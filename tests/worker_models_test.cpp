@@ -29,6 +29,7 @@ const auto* const kSingleThreaded = ::testing::AddGlobalTestEnvironment(new Sing
 using testing::Build;
 using testing::OverfitLearningRate;
 using testing::OverfitOneBatch;
+using testing::OverfitSteps;
 using testing::RandomTokens;
 using testing::TinySpec;
 
@@ -285,8 +286,8 @@ TEST_P(EveryVariant, OverfitsOneBatch) {
   const ModelSpec& spec = GetParam().spec;
   const auto model = Build(spec);
   const auto [first, last] =
-      OverfitOneBatch(*model, RandomTokens(2, spec.seq_len + 1, spec.vocab_size, 11), 120,
-                      OverfitLearningRate(spec));
+      OverfitOneBatch(*model, RandomTokens(2, spec.seq_len + 1, spec.vocab_size, 11),
+                      OverfitSteps(spec), OverfitLearningRate(spec));
   EXPECT_GT(first, 3.5);
   EXPECT_LT(last, 1.5) << "from " << first;
 }

@@ -8,3 +8,10 @@ if(TARGET isoflop_runtime)
     ISOFLOP_WORKER_BIN="$<TARGET_FILE:isoflop-worker>")
   add_dependencies(worker_runtime_test isoflop-worker)
 endif()
+
+# The worker's CUDA-only paths (fused head loss, whole-step CUDA graphs); every case skips without a
+# GPU. cluster/gpu_checks.sh builds and runs it on the GPU machine.
+if(TARGET isoflop_runtime)
+  isoflop_test(worker_gpu_test ONE_PROCESS SOURCES worker_gpu_test.cpp LIBS isoflop_runtime)
+  target_precompile_headers(worker_gpu_test REUSE_FROM isoflop_models)
+endif()

@@ -367,6 +367,25 @@ TEST(TokenStream, ReadsShardsAsOneStreamInShiftedWindowsAndWrapsAround) {
   EXPECT_EQ(window, (std::vector<int64_t>{4, 5, 6, 7, 8}));
 }
 
+TEST(TokenStream, ReadsWindowsInItsOrderEachOncePerEpoch) {
+  ScratchDir dir;
+  WriteShard(dir / "s.bin", Iota(0, 1001, 60000));  // 250 windows of 4 + 1 tokens
+  TokenStream stream = TokenStream::Open(dir / "s.bin", 4, 60000).value();
+  stream.set_order(WindowOrder::Shuffled(7));
+  std::vector<int64_t> window(5);
+  std::vector<int> starts(250, 0);
+  for (int64_t w = 250; w < 500; ++w) {  // epoch 1
+    ASSERT_TRUE(stream.ReadWindow(w, window).ok());
+    EXPECT_EQ(window[0], 4 * stream.order().Map(w, 250));
+    EXPECT_EQ(window[4], window[0] + 4);  // still one contiguous window of the stream
+    ++starts[window[0] / 4];
+  }
+  for (int count : starts) EXPECT_EQ(count, 1);
+  stream.set_order(WindowOrder::Spread(5));
+  ASSERT_TRUE(stream.ReadWindow(3, window).ok());
+  EXPECT_EQ(window[0], 4 * 150);  // window 150 of 250: the fourth of five spread evenly
+}
+
 TEST(TokenStream, RanksReadDisjointSlicesWhoseUnionIsTheWholeBatch) {
   ScratchDir dir;
   WriteShard(dir / "s.bin", Iota(0, 1000, 1000));

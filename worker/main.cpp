@@ -137,6 +137,10 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads,
                  "CPU intra-op threads (fixed for reproducible CPU runs)")
       ->capture_default_str();
+  bool no_cuda_graph = false;
+  app.add_flag("--no-cuda-graph", no_cuda_graph,
+               "step eagerly instead of replaying the training step as a captured CUDA graph")
+      ->envname("ISOFLOP_NO_CUDA_GRAPH");
   app.add_option("--stop-after-steps", options.stop_after_steps,
                  "checkpoint after this optimizer step and exit 75 (preemption drills)");
   app.add_option("--sample", options.sample_tokens,
@@ -158,6 +162,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitComplete : kExitConfigError;
   }
 
+  options.cuda_graph = !no_cuda_graph;
   std::signal(SIGTERM, RequestStop);
   std::signal(SIGINT, RequestStop);
   options.stop_requested = &stop_requested;

@@ -123,6 +123,7 @@ std::vector<RunField> MakeRunFields() {
 
       Text("data.train", FieldKind::kPath, [](R r) -> std::string& { return r.data.train; }),
       Text("data.val", FieldKind::kPath, [](R r) -> std::string& { return r.data.val; }),
+      ISOFLOP_ENUM_FIELD("data.order", data.order),
       Text("data.tokenizer", FieldKind::kString,
            [](R r) -> std::string& { return r.data.tokenizer; }),
   };

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/atomic_file.h"
 #include "common/store/results_format.h"
 #include "common/store/run_store.h"
 #include "common/sweep/sweep_loader.h"
@@ -67,6 +69,7 @@ struct PlanFlags {
   std::string format = "table";
   double mfu = ThroughputModel().mfu;
   double peak_tflops = ThroughputModel().peak_flops / 1e12;
+  std::string configs_dir;  // plan --write-configs: one run.json per run
 };
 
 void AddPlanFlags(CLI::App* cmd, PlanFlags* f) {
@@ -76,6 +79,21 @@ void AddPlanFlags(CLI::App* cmd, PlanFlags* f) {
       ->capture_default_str();
   cmd->add_option("--peak-tflops", f->peak_tflops, "peak TFLOP/s per GPU assumed for GPU-hours")
       ->capture_default_str();
+}
+
+// plan --write-configs DIR: each run's resolved config, the file `isoflop-worker --config` reads,
+// as DIR/<run name with '/' as '_'>.json. Each file is written whole or not at all.
+Status WriteRunConfigs(const ExpandedSweep& sweep, const std::string& dir) {
+  std::error_code error;
+  fs::create_directories(dir, error);
+  if (error) return Status::IOError(fmt::format("{}: cannot create: {}", dir, error.message()));
+  for (const RunConfig& run : sweep.runs) {
+    std::string file = run.name;
+    std::replace(file.begin(), file.end(), '/', '_');
+    ISOFLOP_RETURN_IF_ERROR(
+        WriteFileAtomically((fs::path(dir) / (file + ".json")).string(), ToJson(run).dump(2)));
+  }
+  return Status::OK();
 }
 
 void AddDaemonFlags(CLI::App* cmd, DaemonLaunchFlags* f) {
@@ -99,6 +117,9 @@ int RunPlan(const PlanFlags& f) {
   ThroughputModel model;
   model.mfu = f.mfu;
   model.peak_flops = f.peak_tflops * 1e12;
+  if (!f.configs_dir.empty()) {
+    if (Status st = WriteRunConfigs(*sweep, f.configs_dir); !st.ok()) return Fail(st);
+  }
   std::cout << FormatResult(PlanRows(*sweep, model), *format);
   // The summary goes to stderr so that `--format csv|json > file` stays machine-readable.
   std::cerr << PlanSummary(*sweep, model);
@@ -431,6 +452,9 @@ int main(int argc, char** argv) {
   CLI::App* plan =
       app.add_subcommand("plan", "expand a sweep and print its runs, tokens and FLOPs");
   AddPlanFlags(plan, &plan_flags);
+  plan->add_option(
+      "--write-configs", plan_flags.configs_dir,
+      "also write each run's resolved config (isoflop-worker --config) into this folder");
 
   PlanFlags submit_flags;
   DaemonLaunchFlags submit_daemon;

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/atomic_file.h"
 #include "coordinator/launcher/process.h"
 
 namespace isoflop {
@@ -47,21 +48,6 @@ RunState StateAfter(AttemptCause cause) {
 
 std::chrono::milliseconds Millis(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, seconds) * 1000.0));
-}
-
-// Writes `text` to `path` through a temporary file and a rename, so a worker never reads half a
-// file.
-Status WriteFileAtomically(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) return Status::IOError(fmt::format("{}: cannot write", temporary));
-  }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  if (error) return Status::IOError(fmt::format("{}: cannot rename: {}", path, error.message()));
-  return Status::OK();
 }
 
 }  // namespace

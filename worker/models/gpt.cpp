@@ -25,10 +25,10 @@ GptImpl::GptImpl(const ModelSpec& spec) : LanguageModelImpl(spec) {
   for (int64_t i = 0; i < spec.n_layer; ++i) blocks->push_back(Block(spec, spec.block(i)));
 }
 
-torch::Tensor GptImpl::forward(const torch::Tensor& idx) {
+torch::Tensor GptImpl::Body(const torch::Tensor& idx) {
   torch::Tensor x = Embed(idx);  // (B, T) -> (B, T, d)
   x = RunBlocks(*blocks, x);     // (B, T, d)
-  return Unembed(x);             // (B, T, d) -> (B, T, V)
+  return x;                      // (B, T, d_final)
 }
 
 }  // namespace isoflop

@@ -31,7 +31,7 @@ torch::Tensor RunBlocks(const torch::nn::ModuleListImpl& blocks, torch::Tensor x
 
 struct GptImpl : LanguageModelImpl {
   explicit GptImpl(const ModelSpec& spec);
-  torch::Tensor forward(const torch::Tensor& idx) override;  // (B, T) -> (B, T, V)
+  torch::Tensor Body(const torch::Tensor& idx) override;  // (B, T) -> (B, T, d_final)
 
   torch::nn::ModuleList blocks{nullptr};  // n_layer Blocks
 };

@@ -1,8 +1,11 @@
 #include "worker/models/language_model.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <string>
 #include <unordered_set>
 
+#include "worker/models/lm_head_loss.h"
 #include "worker/models/structured_linear.h"
 
 namespace isoflop {
@@ -42,9 +45,24 @@ torch::Tensor LanguageModelImpl::Embed(const torch::Tensor& idx) {
   return x;
 }
 
+const torch::Tensor& LanguageModelImpl::HeadWeight() const {
+  return lm_head ? lm_head->weight : wte->weight;
+}
+
 torch::Tensor LanguageModelImpl::Unembed(const torch::Tensor& x) {
-  const torch::Tensor h = ln_f(x);                          // (B, T, d_final)
-  return lm_head ? lm_head(h) : F::linear(h, wte->weight);  // (B, T, d_final) -> (B, T, V)
+  const torch::Tensor h = ln_f(x);    // (B, T, d_final)
+  return F::linear(h, HeadWeight());  // (B, T, d_final) -> (B, T, V)
+}
+
+torch::Tensor LanguageModelImpl::Loss(const torch::Tensor& idx, const torch::Tensor& targets) {
+  const torch::Tensor x = Body(idx);  // (B, T, d_final)
+  const bool bf16 = x.scalar_type() == torch::kBFloat16 ||
+                    (at::autocast::is_autocast_enabled(x.device().type()) &&
+                     at::autocast::get_autocast_dtype(x.device().type()) == torch::kBFloat16);
+  if (!bf16 || !FusedLmHeadLossAvailable(x.device())) return NextTokenLoss(Unembed(x), targets);
+  const torch::Tensor h = ln_f(x);  // (B, T, d_final)
+  // (B*T, d_final), (V, d_final), (B*T) -> the mean loss
+  return LmHeadLoss(h.reshape({-1, h.size(-1)}), HeadWeight(), targets.reshape({-1}));
 }
 
 void LanguageModelImpl::set_alpha(double alpha) {

@@ -37,7 +37,12 @@ TORCH_MODULE(LayerNorm);
 class LanguageModelImpl : public torch::nn::Module {
  public:
   // idx (B, T) int64, T <= spec().seq_len -> logits (B, T, vocab_size).
-  virtual torch::Tensor forward(const torch::Tensor& idx) = 0;
+  torch::Tensor forward(const torch::Tensor& idx) { return Unembed(Body(idx)); }
+
+  // The mean next-token loss of idx against targets, both (B, T) (NextTokenLoss's convention):
+  // NextTokenLoss(forward(idx), targets) computed without the float32 logits where LmHeadLoss can
+  // (lm_head_loss.h: CUDA, bf16), else exactly that.
+  torch::Tensor Loss(const torch::Tensor& idx, const torch::Tensor& targets);
 
   const ModelSpec& spec() const { return spec_; }
 
@@ -66,8 +71,12 @@ class LanguageModelImpl : public torch::nn::Module {
  protected:
   explicit LanguageModelImpl(const ModelSpec& spec);
 
+  // Each architecture's own part: idx (B, T) -> the last hidden state (B, T, d_final), before ln_f.
+  virtual torch::Tensor Body(const torch::Tensor& idx) = 0;
+
   torch::Tensor Embed(const torch::Tensor& idx);  // (B, T) -> (B, T, d_model)
   torch::Tensor Unembed(const torch::Tensor& x);  // (B, T, d_final) -> (B, T, V)
+  const torch::Tensor& HeadWeight() const;        // (V, d_final): lm_head's, or wte's when tied
 
   ModelSpec spec_;
   std::shared_ptr<GuideSampler> guide_sampler_;

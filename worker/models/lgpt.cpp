@@ -31,7 +31,7 @@ LinearGptImpl::LinearGptImpl(const ModelSpec& spec) : LanguageModelImpl(spec) {
   }
 }
 
-torch::Tensor LinearGptImpl::forward(const torch::Tensor& idx) {
+torch::Tensor LinearGptImpl::Body(const torch::Tensor& idx) {
   torch::Tensor x = Embed(idx);  // (B, T) -> (B, T, d)
   for (size_t i = 0; i < blocks->size(); ++i) {
     x = blocks[i]->as<BlockImpl>()->forward(x);  // (B, T, d_s)
@@ -41,7 +41,7 @@ torch::Tensor LinearGptImpl::forward(const torch::Tensor& idx) {
     x = spec_.arch == Arch::kCgpt ? map->as<CausalConv1dImpl>()->forward(x)
                                   : map->as<torch::nn::LinearImpl>()->forward(x);
   }
-  return Unembed(x);  // (B, T, d_final) -> (B, T, V)
+  return x;  // (B, T, d_final)
 }
 
 }  // namespace isoflop

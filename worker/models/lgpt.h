@@ -30,8 +30,8 @@ struct CausalConv1dImpl : torch::nn::Module {
 TORCH_MODULE(CausalConv1d);
 
 struct LinearGptImpl : LanguageModelImpl {
-  explicit LinearGptImpl(const ModelSpec& spec);             // spec.arch is lgpt or cgpt
-  torch::Tensor forward(const torch::Tensor& idx) override;  // (B, T) -> (B, T, V)
+  explicit LinearGptImpl(const ModelSpec& spec);          // spec.arch is lgpt or cgpt
+  torch::Tensor Body(const torch::Tensor& idx) override;  // (B, T) -> (B, T, d_final)
 
   torch::nn::ModuleList blocks{nullptr};  // n_layer Blocks, at their stage's width
   torch::nn::ModuleList halve{nullptr};   // one map per stage: Linear (lgpt) or CausalConv1d (cgpt)

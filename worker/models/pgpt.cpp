@@ -25,20 +25,20 @@ torch::Tensor ParallelGptImpl::MixingWeights() {
   return s / s.sum();                           // sigmoid(w_p) / sum_q sigmoid(w_q)
 }
 
-torch::Tensor ParallelGptImpl::forward(const torch::Tensor& idx) {
+torch::Tensor ParallelGptImpl::Body(const torch::Tensor& idx) {
   const torch::Tensor x0 = Embed(idx);  // (B, T) -> (B, T, d)
   auto run_path = [&](int64_t p) {      // (B, T, d) -> (B, T, d)
     const torch::Tensor x = adapters[p]->as<torch::nn::LinearImpl>()->forward(x0);
     return RunBlocks(*paths[p]->as<torch::nn::ModuleListImpl>(), x);
   };
   const torch::Tensor weights = MixingWeights();  // (paths)
-  if (single_path_) return Unembed(run_path(weights.argmax().item<int64_t>()));
+  if (single_path_) return run_path(weights.argmax().item<int64_t>());
   torch::Tensor y;
   for (int64_t p = 0; p < spec_.paths; ++p) {
     const torch::Tensor term = weights[p] * run_path(p);  // m_p x_p
     y = y.defined() ? y + term : term;                    // (B, T, d)
   }
-  return Unembed(y);  // (B, T, d) -> (B, T, V)
+  return y;  // (B, T, d_final)
 }
 
 }  // namespace isoflop

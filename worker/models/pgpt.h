@@ -24,7 +24,7 @@ namespace isoflop {
 
 struct ParallelGptImpl : LanguageModelImpl {
   explicit ParallelGptImpl(const ModelSpec& spec);
-  torch::Tensor forward(const torch::Tensor& idx) override;  // (B, T) -> (B, T, V)
+  torch::Tensor Body(const torch::Tensor& idx) override;  // (B, T) -> (B, T, d_final)
 
   // (paths): the mixing weight of each path, positive and summing to 1.
   torch::Tensor MixingWeights();

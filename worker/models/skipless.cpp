@@ -43,10 +43,10 @@ SkiplessGptImpl::SkiplessGptImpl(const ModelSpec& spec) : LanguageModelImpl(spec
   for (int64_t i = 0; i < spec.n_layer; ++i) blocks->push_back(SkiplessBlock(spec, spec.block(i)));
 }
 
-torch::Tensor SkiplessGptImpl::forward(const torch::Tensor& idx) {
+torch::Tensor SkiplessGptImpl::Body(const torch::Tensor& idx) {
   torch::Tensor x = Embed(idx);                                              // (B, T) -> (B, T, d)
   for (const auto& b : *blocks) x = b->as<SkiplessBlockImpl>()->forward(x);  // (B, T, d)
-  return Unembed(x);  // (B, T, d) -> (B, T, V)
+  return x;                                                                  // (B, T, d_final)
 }
 
 }  // namespace isoflop

@@ -42,7 +42,7 @@ TORCH_MODULE(SkiplessBlock);
 
 struct SkiplessGptImpl : LanguageModelImpl {
   explicit SkiplessGptImpl(const ModelSpec& spec);
-  torch::Tensor forward(const torch::Tensor& idx) override;  // (B, T) -> (B, T, V)
+  torch::Tensor Body(const torch::Tensor& idx) override;  // (B, T) -> (B, T, d_final)
 
   SkiplessBlockImpl& block(int64_t i) { return *blocks[i]->as<SkiplessBlockImpl>(); }
 

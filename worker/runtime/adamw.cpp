@@ -26,7 +26,13 @@ void AdamW::Step(double lr) {
   for (Group* group : groups()) StepGroup(*group, lr);
 }
 
-void AdamW::StepGroup(Group& group, double lr) {
+void AdamW::Step(const torch::Tensor& lr) {
+  torch::NoGradGuard no_grad;
+  for (Group* group : groups()) StepGroup(*group, lr);
+}
+
+template <typename Lr>
+void AdamW::StepGroup(Group& group, const Lr& lr) {
   std::vector<torch::Tensor> params, grads, exp_avg, exp_avg_sq, steps;
   for (size_t i = 0; i < group.params.size(); ++i) {
     const torch::Tensor& grad = group.params[i].grad();

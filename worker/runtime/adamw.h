@@ -31,6 +31,10 @@ class AdamW {
 
   // One update of every parameter that has a gradient, with learning rate `lr`.
   void Step(double lr);
+  // The same with the learning rate read from a float32 scalar on the parameters' device when the
+  // kernels run: what a captured CUDA graph replays with a new rate each step (the double above
+  // would be frozen into the graph).
+  void Step(const torch::Tensor& lr);
   // Drops the gradients (set to undefined, not zero: the next backward allocates them fresh, and a
   // parameter the next step does not reach is recognisably gradient-free).
   void ZeroGrad();
@@ -51,7 +55,8 @@ class AdamW {
     std::vector<torch::Tensor> exp_avg_sq;  // second moment, like the parameter
     std::vector<torch::Tensor> steps;  // float32 scalar on the parameter's device (the kernel's)
   };
-  void StepGroup(Group& group, double lr);
+  template <typename Lr>
+  void StepGroup(Group& group, const Lr& lr);
   std::vector<Group*> groups() { return {&decayed_, &undecayed_}; }
   std::vector<const Group*> groups() const { return {&decayed_, &undecayed_}; }
 

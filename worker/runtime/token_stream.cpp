@@ -40,7 +40,7 @@ TokenStream::TokenStream(std::vector<TokenShard> shards, int64_t seq_len, int64_
 
 Status TokenStream::ReadWindow(int64_t window, std::span<int64_t> out) const {
   assert(window >= 0 && static_cast<int64_t>(out.size()) == seq_len_ + 1);
-  int64_t pos = (window % windows_per_epoch_) * seq_len_;
+  int64_t pos = order_.Map(window, windows_per_epoch_) * seq_len_;
   // The shard holding `pos`: the last one starting at or before it.
   size_t s = static_cast<size_t>(std::upper_bound(shard_start_.begin(), shard_start_.end(), pos) -
                                  shard_start_.begin() - 1);

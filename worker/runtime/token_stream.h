@@ -3,10 +3,11 @@
 //
 // Windows. Training reads windows of seq_len + 1 tokens (inputs, and the same shifted by one as
 // targets) that start every seq_len tokens, so each token is predicted exactly once per epoch and
-// consecutive windows share one token (nanoGPT's and llm.c's layout). Window w starts at token
-// (w mod windows_per_epoch) * seq_len: the stream wraps around at its end, and w /
-// windows_per_epoch is the epoch. A window may straddle two shards: shards are one stream, as llm.c
-// writes them.
+// consecutive windows share one token (nanoGPT's and llm.c's layout). Logical window w reads
+// physical window p = order.Map(w, windows_per_epoch), which starts at token p * seq_len; w /
+// windows_per_epoch is the epoch. The order (common/data/window_order.h) is sequential (file
+// order), shuffled (a seeded permutation per epoch: training) or spread (an even sample:
+// validation). A window may straddle two shards: shards are one stream, as llm.c writes them.
 //
 // Steps and ranks. An optimizer step whose data starts at global window b reads the windows
 // [b, b + W) for W sequences per step; rank r of w takes every w-th of them (global window
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "common/data/token_shard.h"
+#include "common/data/window_order.h"
 #include "common/status.h"
 #include "worker/runtime/training_plan.h"
 
@@ -39,10 +41,12 @@ class TokenStream {
   int64_t size() const { return total_tokens_; }  // tokens in all shards
   int64_t seq_len() const { return seq_len_; }
   int64_t windows_per_epoch() const { return windows_per_epoch_; }
+  const WindowOrder& order() const { return order_; }
+  void set_order(WindowOrder order) { order_ = order; }
   const std::vector<TokenShard>& shards() const { return shards_; }
 
-  // Window `window` (>= 0, wrapping around) as seq_len + 1 int64 ids into out (that size).
-  // InvalidArgument naming the shard and offset of the first id >= vocab_size.
+  // Logical window `window` (>= 0, wrapping around, through order()) as seq_len + 1 int64 ids into
+  // out (that size). InvalidArgument naming the shard and offset of the first id >= vocab_size.
   Status ReadWindow(int64_t window, std::span<int64_t> out) const;
 
   // `count` of rank slice.rank's windows of the step whose global windows start at step_window,
@@ -59,6 +63,7 @@ class TokenStream {
   int64_t seq_len_ = 0;
   int64_t vocab_size_ = 0;
   int64_t windows_per_epoch_ = 0;
+  WindowOrder order_ = WindowOrder::Sequential();
 };
 
 }  // namespace isoflop

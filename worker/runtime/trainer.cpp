@@ -4,8 +4,11 @@
 #include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <torch/cuda.h>
 
 #include <cmath>
 #include <cstring>
@@ -26,6 +29,15 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+// The most device memory the caching allocator has handed out at once so far (CUDA; 0 on the CPU):
+// activations, parameters, optimizer state and gradients, without the allocator's cached slack.
+int64_t PeakMemoryBytes(const torch::Device& device) {
+  if (!device.is_cuda()) return 0;
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+  return stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)]
+      .peak;
+}
 
 double UnixTime() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -278,12 +290,20 @@ Status Trainer::Init() {
     return Status::InvalidArgument(fmt::format("data.train: {}", train.status().message()));
   }
   train_data_.emplace(std::move(train).value());
+  // The run's seed draws the data order as it draws the initial weights: seeds measure both kinds
+  // of noise, and every size and budget of one seed reads the same permutation.
+  if (run_.data.order == DataOrder::kShuffled) {
+    train_data_->set_order(WindowOrder::Shuffled(static_cast<uint64_t>(run_.seed)));
+  }
   if (!run_.data.val.empty()) {
     Result<TokenStream> val = TokenStream::Open(run_.data.val, spec.seq_len, spec.vocab_size);
     if (!val.ok()) {
       return Status::InvalidArgument(fmt::format("data.val: {}", val.status().message()));
     }
     val_data_.emplace(std::move(val).value());
+    // The same windows at every evaluation of every run, drawn evenly from the whole val stream:
+    // its head alone is one document (or one corpus) of many.
+    val_data_->set_order(WindowOrder::Spread(EvalWindows()));
   }
 
   torch::manual_seed(static_cast<uint64_t>(run_.seed));
@@ -302,6 +322,15 @@ Status Trainer::Init() {
   }
   optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), run_.train.optimizer);
   if (slice.world > 1) bucketer_ = std::make_unique<GradientBucketer>(params_, *group);
+  // Whole-step CUDA graphs (step_graph.h) where a step is the same kernels every time: one process
+  // (collectives run on their own streams and watchdogs), no self-guided training (its alpha and
+  // guide draws are host values that change per step).
+  if (cuda && options_.cuda_graph && slice.world == 1 && plan_.guided_steps == 0) {
+    step_graph_ = std::make_unique<StepGraph>(
+        device_.device,
+        std::vector<int64_t>{plan_.micro_steps, plan_.micro_batch, spec.seq_len + 1});
+    graph_warmup_left_ = kGraphWarmupSteps;
+  }
 
   run_id_ = RunId(run_);
   if (!IsRankZero()) {
@@ -482,24 +511,71 @@ Status Trainer::TrainStep(TrainingObserver* observer, torch::Tensor* loss,
   }
   if (plan_.guided_steps > 0) model_->set_alpha(GuideAlphaAt(step_));
 
+  // The step's windows, every micro-batch's, read ahead into pinned memory: the caching host
+  // allocator recycles the buffer only once its asynchronous copy is done, so the host can read
+  // the next step while the GPU works on this one.
   const bool cuda = device_.device.is_cuda();
-  const auto host_options = torch::TensorOptions().dtype(torch::kInt64).pinned_memory(cuda);
+  torch::Tensor windows =
+      torch::empty({plan_.micro_steps, B, T + 1},
+                   torch::TensorOptions().dtype(torch::kInt64).pinned_memory(cuda));
+  for (int64_t micro = 0; micro < plan_.micro_steps; ++micro) {
+    torch::Tensor micro_windows = windows[micro];  // (B, T + 1)
+    ISOFLOP_RETURN_IF_ERROR(train_data_->ReadBatch(
+        data_window_, micro * B, B, plan_.slice,
+        std::span<int64_t>(micro_windows.data_ptr<int64_t>(), micro_windows.numel())));
+    if (observer != nullptr) observer->OnMicroBatch(step_, micro, micro_windows);
+  }
+  const double lr = schedule_->At(step_);
+
+  if (step_graph_ && !step_graph_->captured() && graph_warmup_left_ == 0) {
+    Status captured =
+        step_graph_->Capture([this](const torch::Tensor& batch, const torch::Tensor& lr_tensor) {
+          std::pair<torch::Tensor, torch::Tensor> out;
+          // Capture fails (with an exception) rather than returning an error: the body of a
+          // single-process step has no collective that could.
+          const Status st = StepKernels(batch, &lr_tensor, 0, &out.first, &out.second);
+          TORCH_CHECK(st.ok(), st.message());
+          return out;
+        });
+    if (!captured.ok()) {
+      spdlog::warn("{}; training on with eager steps", captured.message());
+      step_graph_.reset();
+      optimizer_->ZeroGrad();  // whatever the aborted capture left in .grad is not a gradient
+    } else {
+      spdlog::info("training step captured as a CUDA graph at step {}", step_ + 1);
+    }
+  }
+  if (step_graph_ && step_graph_->captured()) {
+    step_graph_->Replay(windows, lr, loss, grad_norm);
+  } else {
+    const torch::Tensor batch = windows.to(device_.device, /*non_blocking=*/true);
+    if (step_graph_) {
+      // Warm-up before capture, on the stream the graph will be captured on (step_graph.h).
+      torch::cuda::synchronize();  // the batch's copy and all earlier work, on the default stream
+      c10::cuda::CUDAStreamGuard guard(step_graph_->stream());
+      ISOFLOP_RETURN_IF_ERROR(StepKernels(batch, nullptr, lr, loss, grad_norm));
+      --graph_warmup_left_;
+      torch::cuda::synchronize();
+    } else {
+      ISOFLOP_RETURN_IF_ERROR(StepKernels(batch, nullptr, lr, loss, grad_norm));
+    }
+  }
+  data_window_ += plan_.sequences_per_step;
+  ++step_;
+  return Status::OK();
+}
+
+Status Trainer::StepKernels(const torch::Tensor& batch, const torch::Tensor* lr_tensor, double lr,
+                            torch::Tensor* loss, torch::Tensor* grad_norm) {
+  const int64_t T = plan_.seq_len;
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().device(device_.device));
   for (int64_t micro = 0; micro < plan_.micro_steps; ++micro) {
-    // A fresh pinned buffer per micro-batch: the caching host allocator recycles it only once its
-    // asynchronous copy is done, so the host can read ahead while the GPU works.
-    torch::Tensor windows = torch::empty({B, T + 1}, host_options);
-    ISOFLOP_RETURN_IF_ERROR(
-        train_data_->ReadBatch(data_window_, micro * B, B, plan_.slice,
-                               std::span<int64_t>(windows.data_ptr<int64_t>(), windows.numel())));
-    if (observer != nullptr) observer->OnMicroBatch(step_, micro, windows);
-    const torch::Tensor batch = windows.to(device_.device, /*non_blocking=*/true);
-    const torch::Tensor inputs = batch.narrow(1, 0, T);   // (B, T)
-    const torch::Tensor targets = batch.narrow(1, 1, T);  // (B, T): the next token of each input
+    const torch::Tensor inputs = batch[micro].narrow(1, 0, T);   // (B, T)
+    const torch::Tensor targets = batch[micro].narrow(1, 1, T);  // (B, T): each input's next token
     torch::Tensor micro_loss;
     {
       AutocastScope autocast(bf16_autocast_, device_.device.type());
-      micro_loss = NextTokenLoss(model_->forward(inputs), targets);
+      micro_loss = model_->Loss(inputs, targets);
     }
     if (bucketer_ && micro == plan_.micro_steps - 1) bucketer_->BeginLastBackward(step_);
     // The mean over the whole batch: every micro-batch holds the same number of tokens.
@@ -515,10 +591,12 @@ Status Trainer::TrainStep(TrainingObserver* observer, torch::Tensor* loss,
     ISOFLOP_RETURN_IF_ERROR(options_.process_group->FinishAverages());
   }
   *grad_norm = ClipGradNorm(params_, run_.train.grad_clip);
-  optimizer_->Step(schedule_->At(step_));
+  if (lr_tensor != nullptr) {
+    optimizer_->Step(*lr_tensor);
+  } else {
+    optimizer_->Step(lr);
+  }
   optimizer_->ZeroGrad();
-  data_window_ += plan_.sequences_per_step;
-  ++step_;
   return Status::OK();
 }
 
@@ -577,7 +655,7 @@ Result<double> Trainer::Evaluate() {
     torch::Tensor loss;
     {
       AutocastScope autocast(bf16_autocast_, device_.device.type());
-      loss = NextTokenLoss(model_->forward(batch.narrow(1, 0, T)), batch.narrow(1, 1, T));
+      loss = model_->Loss(batch.narrow(1, 0, T), batch.narrow(1, 1, T));
     }
     loss_sum += loss.to(torch::kFloat64) * static_cast<double>(count);
   }
@@ -746,17 +824,19 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
             device_.peak_flops > 0 ? flops_per_s / (device_.peak_flops * plan_.slice.world) : 0;
         const double epoch = static_cast<double>(data_window_) /
                              static_cast<double>(train_data_->windows_per_epoch());
-        ISOFLOP_RETURN_IF_ERROR(metrics_->Append({{"type", "train"},
-                                                  {"step", step_},
-                                                  {"tokens", plan_.TokensAfter(step_)},
-                                                  {"flops", plan_.FlopsAfter(step_)},
-                                                  {"train_loss", last_train_loss_},
-                                                  {"lr", lr},
-                                                  {"grad_norm", norm},
-                                                  {"tokens_per_s", tokens_per_s},
-                                                  {"mfu", mfu},
-                                                  {"epoch", epoch},
-                                                  {"time", UnixTime()}}));
+        ISOFLOP_RETURN_IF_ERROR(
+            metrics_->Append({{"type", "train"},
+                              {"step", step_},
+                              {"tokens", plan_.TokensAfter(step_)},
+                              {"flops", plan_.FlopsAfter(step_)},
+                              {"train_loss", last_train_loss_},
+                              {"lr", lr},
+                              {"grad_norm", norm},
+                              {"tokens_per_s", tokens_per_s},
+                              {"mfu", mfu},
+                              {"epoch", epoch},
+                              {"peak_memory_bytes", PeakMemoryBytes(device_.device)},
+                              {"time", UnixTime()}}));
         const double eta = steps > 0 ? seconds / static_cast<double>(steps) *
                                            static_cast<double>(plan_.total_steps - step_)
                                      : 0;

@@ -44,6 +44,7 @@
 #include "worker/runtime/device.h"
 #include "worker/runtime/lr_schedule.h"
 #include "worker/runtime/metrics_writer.h"
+#include "worker/runtime/step_graph.h"
 #include "worker/runtime/token_stream.h"
 #include "worker/runtime/training_plan.h"
 
@@ -59,6 +60,7 @@ struct TrainerOptions {
   int64_t stop_after_steps = 0;  // > 0: checkpoint after this step and stop (preemption drills)
   int64_t sample_tokens = 0;     // > 0: greedy-decode this many tokens into DIR/sample.txt
   std::string gpt2_dir;          // vocab.json and merges.txt, for eval.benchmarks of gpt2 runs
+  bool cuda_graph = true;        // capture the training step as a CUDA graph where it can be
   // Set asynchronously (a signal handler) to stop at the next step boundary; may be null.
   const std::atomic<bool>* stop_requested = nullptr;
   // The data-parallel group this process is a rank of (not owned; outlives the trainer); null:
@@ -109,6 +111,8 @@ class Trainer {
   };
 
   const TrainingPlan& plan() const { return plan_; }
+  // Whether steps are replayed from a captured CUDA graph (true from the capture on).
+  bool uses_step_graph() const { return step_graph_ && step_graph_->captured(); }
   const DeviceInfo& device() const { return device_; }
   LanguageModelImpl& model() { return *model_; }
 
@@ -124,8 +128,14 @@ class Trainer {
   // One optimizer step: micro-batches, clipping, update. Returns the loss (a device scalar) and the
   // pre-clip gradient norm, read only when a record or the observer needs them.
   Status TrainStep(TrainingObserver* observer, torch::Tensor* loss, torch::Tensor* grad_norm);
+  // The step's device work on batch (micro_steps, B, T + 1): every micro-batch's forward and
+  // backward, the data-parallel average, clipping, AdamW at lr (or at *lr_tensor, read on the
+  // device, when not null) and dropping the gradients. What StepGraph captures.
+  Status StepKernels(const torch::Tensor& batch, const torch::Tensor* lr_tensor, double lr,
+                     torch::Tensor* loss, torch::Tensor* grad_norm);
   Status Checkpoint();
-  // Validation windows per evaluation: eval.val_tokens from the val stream's start, at most all.
+  // Validation windows per evaluation: eval.val_tokens' worth, spread evenly over the val stream
+  // (WindowOrder::Spread), at most all of it.
   int64_t EvalWindows() const;
   Result<double> Evaluate();
   Status EvaluateAndRecord();
@@ -149,6 +159,10 @@ class Trainer {
   std::vector<torch::Tensor> params_;  // trainable, each once
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<GradientBucketer> bucketer_;  // data parallel only
+  // Eager steps on the graph's stream before capture (PyTorch's whole-network capture recipe).
+  static constexpr int64_t kGraphWarmupSteps = 3;
+  std::unique_ptr<StepGraph> step_graph_;  // CUDA, one process, no self-guidance; null otherwise
+  int64_t graph_warmup_left_ = 0;
   std::optional<TokenStream> train_data_;
   std::optional<TokenStream> val_data_;  // absent when data.val is empty: no evaluation
   std::optional<SampleVocabulary> sample_vocabulary_;  // with --sample

@@ -1,0 +1,158 @@
+// The worker's CUDA-only paths, checked on a GPU (each test skips without one): the fused head and
+// cross-entropy (worker/models/lm_head_loss.h) against float64 on the CPU, and whole-step CUDA
+// graphs (worker/runtime/step_graph.h) against eager steps of the same run. cluster/gpu_checks.sh
+// builds and runs this binary on the GPU machine.
+#include <ATen/autocast_mode.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
+
+#include "tests/worker_testing.h"
+#include "worker/models/lm_head_loss.h"
+#include "worker/models/model_registry.h"
+#include "worker/runtime/trainer.h"
+
+namespace isoflop {
+namespace {
+
+namespace F = torch::nn::functional;
+
+#define REQUIRE_CUDA()                                                                  \
+  if (!torch::cuda::is_available() || !FusedLmHeadLossAvailable(torch::Device("cuda"))) \
+  GTEST_SKIP() << "needs a CUDA device and the worker's CUDA kernels"
+
+double RelativeError(const torch::Tensor& got, const torch::Tensor& want) {
+  const torch::Tensor g = got.to(torch::kCPU, torch::kFloat64), w = want.to(torch::kFloat64);
+  return ((g - w).norm() / w.norm()).item<double>();
+}
+
+// Float64 reference of mean cross-entropy of h W^T over the counted rows, with its gradients, on
+// the same bf16-rounded operands the fused path multiplies.
+struct Reference {
+  double loss;
+  torch::Tensor dh, dw;
+};
+Reference ReferenceLoss(const torch::Tensor& h, const torch::Tensor& w, const torch::Tensor& y,
+                        double upstream) {
+  torch::Tensor h64 = h.to(torch::kBFloat16).to(torch::kCPU, torch::kFloat64).requires_grad_();
+  torch::Tensor w64 = w.to(torch::kBFloat16).to(torch::kCPU, torch::kFloat64).requires_grad_();
+  const torch::Tensor loss = F::cross_entropy(torch::mm(h64, w64.t()), y.to(torch::kCPU),
+                                              F::CrossEntropyFuncOptions().ignore_index(-1));
+  (loss * upstream).backward();
+  return {loss.item<double>(), h64.grad(), w64.grad()};
+}
+
+void CheckFusedAgainstReference(int64_t rows, int64_t width, int64_t vocab, bool ignore_some) {
+  torch::manual_seed(static_cast<uint64_t>(rows + vocab));
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  // Logits of a few units, as a trained head's: softmax neither flat nor one-hot.
+  torch::Tensor h = (torch::randn({rows, width}, cuda) * 2.0).requires_grad_();
+  torch::Tensor w =
+      (torch::randn({vocab, width}, cuda) / std::sqrt(double(width))).requires_grad_();
+  torch::Tensor y = torch::randint(0, vocab, {rows}, cuda.dtype(torch::kInt64));
+  if (ignore_some) y.index_put_({torch::arange(0, rows, 7, cuda.dtype(torch::kInt64))}, -1);
+  const double upstream = 0.25;  // a loss divided by 4 micro-batches, say
+
+  const torch::Tensor loss = LmHeadLoss(h, w, y);
+  (loss * upstream).backward();
+  const Reference ref = ReferenceLoss(h.detach(), w.detach(), y, upstream);
+
+  EXPECT_EQ(loss.scalar_type(), torch::kFloat32);
+  EXPECT_NEAR(loss.item<double>(), ref.loss, 2e-3 * ref.loss) << rows << "x" << vocab;
+  EXPECT_TRUE(torch::isfinite(h.grad()).all().item<bool>());
+  EXPECT_EQ(h.grad().scalar_type(), torch::kFloat32);  // gradients in the inputs' dtypes
+  EXPECT_EQ(w.grad().scalar_type(), torch::kFloat32);
+  EXPECT_LT(RelativeError(h.grad(), ref.dh), 2e-2) << rows << "x" << vocab;
+  EXPECT_LT(RelativeError(w.grad(), ref.dw), 2e-2) << rows << "x" << vocab;
+}
+
+TEST(FusedLmHeadLoss, MatchesFloat64AtGpt2Vocabulary) {
+  REQUIRE_CUDA();
+  CheckFusedAgainstReference(/*rows=*/2048, /*width=*/256, /*vocab=*/50304, false);
+}
+
+TEST(FusedLmHeadLoss, MatchesFloat64WithIgnoredRowsAndAnUnalignedVocabulary) {
+  REQUIRE_CUDA();
+  CheckFusedAgainstReference(1000, 64, 1001, true);  // 1001 % 8 != 0: the scalar path
+  CheckFusedAgainstReference(1000, 64, 1000, true);
+}
+
+TEST(FusedLmHeadLoss, TrainingLossEqualsThePlainPathUnderAutocast) {
+  REQUIRE_CUDA();
+  // The whole model: Loss (fused on CUDA in bf16) against NextTokenLoss(forward) on the same batch.
+  RunConfig run;
+  run.model.n_layer = 2;
+  run.model.d_model = 64;
+  run.model.n_head = 2;
+  run.model.seq_len = 32;
+  run.model.vocab_size = 512;
+  auto model = BuildModel(run.model, 3).value();
+  model->to(torch::kCUDA);
+  const torch::Tensor idx = torch::randint(
+      0, 512, {4, 33}, torch::TensorOptions().device(torch::kCUDA).dtype(torch::kInt64));
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  const double fused = model->Loss(idx.narrow(1, 0, 32), idx.narrow(1, 1, 32)).item<double>();
+  const double plain =
+      NextTokenLoss(model->forward(idx.narrow(1, 0, 32)), idx.narrow(1, 1, 32)).item<double>();
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  at::autocast::clear_cache();
+  EXPECT_NEAR(fused, plain, 1e-2 * plain);
+}
+
+struct LossRecorder : TrainingObserver {
+  std::vector<double> losses;
+  void OnStep(int64_t, double, double, double loss, double) override { losses.push_back(loss); }
+};
+
+// The same run with and without the captured step: the graph replays the same kernels, so the
+// losses agree to bf16 noise (flash attention's backward is not bitwise deterministic).
+TEST(StepGraph, ReplayedStepsTrainLikeEagerSteps) {
+  REQUIRE_CUDA();
+  ScratchDir dir;
+  WriteShard(dir / "train.bin", MarkovTokens(200000, 512, 1));
+  RunConfig run;
+  run.name = "dense/tiny/C1/s0";
+  run.sweep = "gpu-test";
+  run.seed = 7;
+  run.model.n_layer = 2;
+  run.model.d_model = 128;
+  run.model.n_head = 4;
+  run.model.seq_len = 64;
+  run.model.vocab_size = 512;
+  run.train.batch_tokens = 4 * 64 * 2;  // two micro-batches: accumulation inside the graph
+  run.train.micro_batch = 4;
+  run.train.optimizer.lr = 3e-3;
+  run.train.schedule.warmup = 0.1;
+  run.train.log_every = 1;
+  run.train.checkpoint_every_tokens = 1e12;
+  run.data.train = dir / "train.bin";
+  run.data.tokenizer = "bytes";
+  run.data.fingerprint = "sha256:test";
+  run.budget.steps = 40;
+  std::vector<std::vector<double>> losses;
+  for (bool graph : {false, true}) {
+    TrainerOptions options;
+    options.run_dir = dir / (graph ? "graph" : "eager");
+    options.device = "cuda";
+    options.cuda_graph = graph;
+    auto trainer = Trainer::Create(run, options);
+    ASSERT_TRUE(trainer.ok()) << trainer.status().ToString();
+    LossRecorder recorder;
+    auto outcome = (*trainer)->Run(&recorder);
+    ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+    EXPECT_EQ((*trainer)->uses_step_graph(), graph);
+    losses.push_back(recorder.losses);
+  }
+  ASSERT_EQ(losses[0].size(), 40u);
+  ASSERT_EQ(losses[1].size(), 40u);
+  for (size_t i = 0; i < 40; ++i) {
+    EXPECT_NEAR(losses[1][i], losses[0][i], 2e-2 * losses[0][i]) << "step " << i + 1;
+  }
+  EXPECT_LT(losses[1].back(), losses[1].front() - 1.0);  // and it learns
+}
+
+}  // namespace
+}  // namespace isoflop
