@@ -18,6 +18,9 @@
 #              completes with falling validation loss.
 #   ladder     sweeps/gpu-ladder.yaml through the coordinator (about 5 minutes); its database comes back
 #              as ladder.db for `isoflop curves` (bench/results/gpu_ladder.md).
+#   gputest    worker_gpu_test: the fused head loss and CUDA-graph steps, which only a GPU can run.
+#   speed      issue 9's throughput table: the worker (graph and eager) against PyTorch (compiled and
+#              eager) on bench/gpu/speed.yaml's shapes (bench/results/gpu_speed.md).
 #   nccl       after `ladder`: one of its runs again, as one plain process and under `mpirun -np 1` (the
 #              NCCL data-parallel path with world size 1); same losses, and the step-time overhead of
 #              the bucketed all-reduce (bench/results/gpu_nccl.md).
@@ -53,13 +56,14 @@ build() {
   torch_prefix="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')"
   BUILD="$ROOT/build-gpu"
   say "configuring (LibTorch $(python3 -c 'import torch; print(torch.__version__)'), $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1))"
+  # Tests on (GoogleTest is there) for the one test binary that needs a GPU, worker_gpu_test.
   TORCH_CUDA_ARCH_LIST=9.0 cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DISOFLOP_TESTS=OFF -DCMAKE_PREFIX_PATH="$torch_prefix" "${CMAKE_DEPS_ARGS[@]}" >"$LOG/configure.log" 2>&1 ||
+    -DISOFLOP_TESTS=ON -DCMAKE_PREFIX_PATH="$torch_prefix" "${CMAKE_DEPS_ARGS[@]}" >"$LOG/configure.log" 2>&1 ||
     { tail -30 "$LOG/configure.log"; exit 1; }
-  say "building isoflop, isoflopd, isoflop-worker"
+  say "building isoflop, isoflopd, isoflop-worker, worker_gpu_test"
   local t0=$SECONDS
-  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker >"$LOG/build.log" 2>&1 ||
-    { grep -B2 -A12 -m3 'error' "$LOG/build.log"; exit 1; }
+  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker worker_gpu_test \
+    >"$LOG/build.log" 2>&1 || { grep -B2 -A12 -m3 'error' "$LOG/build.log"; exit 1; }
   echo "built in $((SECONDS - t0)) s"
 }
 
@@ -175,12 +179,42 @@ sys.exit(0 if diff < 1e-3 and start.get("world_size") == 1 else 1)
 EOF
 }
 
+# The CUDA-only tests: the fused head loss against float64, CUDA-graph steps against eager ones.
+check_gputest() {
+  say "check gputest: worker_gpu_test"
+  "$BUILD/tests/worker_gpu_test" 2>&1 | tee "$LOG/gputest.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure' | head -30
+  grep -q '^\[  PASSED  \] 4 tests' "$LOG/gputest.log"
+}
+
+# Issue 9's throughput table (bench/gpu/speed.sh); ISOFLOP_SPEED_CONFIGS names a subset,
+# ISOFLOP_SPEED_STEPS the steps per measurement.
+check_speed() {
+  say "check speed: isoflop-worker against PyTorch (compiled and eager)"
+  local left=$((DEADLINE - SECONDS - 20)) status=0
+  ((left > 30)) || { echo "no time left for speed"; return 1; }
+  # shellcheck disable=SC2086
+  timeout -k 5 "$left" "$ROOT/bench/gpu/speed.sh" "$BUILD" "$LOG/speed" "${ISOFLOP_SPEED_STEPS:-50}" \
+    ${ISOFLOP_SPEED_CONFIGS:-} || status=$?
+  ((status != 124)) || echo "deadline: speed stopped after ${left} s; the finished measurements are kept"
+  python3 "$ROOT/bench/gpu/speed_summary.py" "$LOG/speed/speed.jsonl" >"$LOG/speed.md" || true
+  cat "$LOG/speed.md"
+  return "$status"
+}
+
 main() {
   case "${1:-}" in
     prepare) prepare ;;
     run)
       shift
-      LOG="${OUT:-$ROOT/bench/results/gpu}"
+      # The device tool returns at most 8 files from $OUT: everything goes into one folder there,
+      # packed into $OUT/gpu.tgz when the script ends (also when a check fails or time runs out).
+      if [ -n "${OUT:-}" ]; then
+        LOG=/tmp/isoflop-gpu-out
+        rm -rf "$LOG"
+        trap 'tar -czf "$OUT/gpu.tgz" -C "$LOG" . && cp "$LOG"/*.md "$OUT/" 2>/dev/null || true' EXIT
+      else
+        LOG="$ROOT/bench/results/gpu"
+      fi
       DEADLINE="${ISOFLOP_GPU_DEADLINE:-570}"
       mkdir -p "$LOG"
       { date -u; hostname; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -194,7 +228,7 @@ main() {
       done
       exit "$status"
       ;;
-    *) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 2 ;;
+    *) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 2 ;;
   esac
 }
 main "$@"

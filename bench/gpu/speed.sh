@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Training throughput of isoflop-worker against its PyTorch peer on one GPU (issue 9, items 1 and 2).
+#
+#   bench/gpu/speed.sh BUILD_DIR OUT_DIR [STEPS] [CONFIG...]
+#
+# Resolves bench/gpu/speed.yaml into run configs (isoflop plan --write-configs), then for each config
+# (all, or the named ones, e.g. gpu-speed_gpt_gpt2-b32) trains STEPS optimizer steps (default 50) with
+#   worker-graph   isoflop-worker (fused head loss, whole-step CUDA graph)
+#   worker-eager   isoflop-worker --no-cuda-graph
+#   torch-compile  bench/gpu/gpt_reference.py --mode compile (unless ISOFLOP_SPEED_NO_REFERENCE=1)
+#   torch-eager    bench/gpu/gpt_reference.py --mode eager
+# one after another on the same GPU, and writes OUT_DIR/speed.jsonl (one record per measurement) and
+# OUT_DIR/speed.md (bench/gpu/speed_summary.py: tokens/s, MFU, peak memory, ratios to the peers).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD="$1" OUT="$2" STEPS="${3:-50}"
+shift $(($# < 3 ? $# : 3))
+mkdir -p "$OUT"
+CONFIGS="$OUT/configs"
+rm -rf "$CONFIGS"
+"$BUILD/coordinator/isoflop" plan "$ROOT/bench/gpu/speed.yaml" --write-configs "$CONFIGS" >/dev/null
+names=("$@")
+((${#names[@]})) || mapfile -t names < <(cd "$CONFIGS" && ls *.json | sed 's/\.json$//')
+: >"$OUT/speed.jsonl"
+for name in "${names[@]}"; do
+  config="$CONFIGS/$name.json"
+  for mode in graph eager; do
+    dir="/tmp/isoflop-speed/$name-$mode"
+    rm -rf "$dir"
+    flags=(--stop-after-steps "$STEPS")
+    [ "$mode" = graph ] || flags+=(--no-cuda-graph)
+    status=0
+    "$BUILD/worker/isoflop-worker" --config "$config" --run-dir "$dir" "${flags[@]}" \
+      >"$OUT/$name-$mode.log" 2>&1 || status=$?
+    # 75: stopped after --stop-after-steps with a checkpoint, as asked.
+    python3 - "$dir/metrics.jsonl" "$name" "worker-$mode" "$status" >>"$OUT/speed.jsonl" <<'PY'
+import json, sys
+path, name, peer, status = sys.argv[1:5]
+try:
+    records = [json.loads(line) for line in open(path)]
+except OSError:
+    records = []
+train = [r for r in records if r.get("type") == "train"]
+timed = [r for r in train if r["step"] > 20] or train[-1:]
+out = {"config": name, "peer": peer, "exit": int(status)}
+if timed:
+    out.update(tokens_per_s=sum(r["tokens_per_s"] for r in timed) / len(timed),
+               mfu=sum(r["mfu"] for r in timed) / len(timed),
+               peak_memory_bytes=max(r.get("peak_memory_bytes", 0) for r in train),
+               loss=train[-1]["train_loss"], steps=train[-1]["step"])
+print(json.dumps(out))
+PY
+    tail -1 "$OUT/speed.jsonl"
+  done
+  if [ "${ISOFLOP_SPEED_NO_REFERENCE:-0}" != 1 ]; then
+    for mode in compile eager; do
+      python3 "$ROOT/bench/gpu/gpt_reference.py" --config "$config" --mode "$mode" \
+        --steps "$((STEPS - 20 > 10 ? STEPS - 20 : 10))" 2>"$OUT/$name-torch-$mode.log" |
+        python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["peer"]="torch-"+r.pop("mode"); r["config"]=sys.argv[1]; print(json.dumps(r))' "$name" \
+        >>"$OUT/speed.jsonl" || echo "{\"config\": \"$name\", \"peer\": \"torch-$mode\", \"exit\": 1}" >>"$OUT/speed.jsonl"
+      tail -1 "$OUT/speed.jsonl"
+    done
+  fi
+done
+python3 "$ROOT/bench/gpu/speed_summary.py" "$OUT/speed.jsonl" | tee "$OUT/speed.md"
