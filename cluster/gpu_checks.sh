@@ -21,6 +21,7 @@
 #   gputest    worker_gpu_test: the fused head loss and CUDA-graph steps, which only a GPU can run.
 #   speed      issue 9's throughput table: the worker (graph and eager) against PyTorch (compiled and
 #              eager) on bench/gpu/speed.yaml's shapes (bench/results/gpu_speed.md).
+#   ffn        issue 9 item 3: structured FFN layers (worker against plain PyTorch), pre-merge thresholds.
 #   nccl       after `ladder`: one of its runs again, as one plain process and under `mpirun -np 1` (the
 #              NCCL data-parallel path with world size 1); same losses, and the step-time overhead of
 #              the bucketed all-reduce (bench/results/gpu_nccl.md).
@@ -62,7 +63,7 @@ build() {
     { tail -30 "$LOG/configure.log"; exit 1; }
   say "building isoflop, isoflopd, isoflop-worker, worker_gpu_test"
   local t0=$SECONDS
-  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker worker_gpu_test \
+  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker worker_gpu_test isoflop-ffn-bench \
     >"$LOG/build.log" 2>&1 || { grep -B2 -A12 -m3 'error' "$LOG/build.log"; exit 1; }
   echo "built in $((SECONDS - t0)) s"
 }
@@ -199,6 +200,15 @@ check_speed() {
   python3 "$ROOT/bench/gpu/speed_summary.py" "$LOG/speed/speed.jsonl" >"$LOG/speed.md" || true
   cat "$LOG/speed.md"
   return "$status"
+}
+
+# Issue 9 item 3: the worker's structured FFNs against plain PyTorch ones, forward + backward, bf16,
+# 30K tokens, widths 2048/3072/5120; and the pre-merge thresholds.
+check_ffn() {
+  say "check ffn: structured FFN layers, worker against plain PyTorch"
+  { "$BUILD/worker/isoflop-ffn-bench" --premerge
+    python3 "$ROOT/bench/gpu/ffn_reference.py"; } >"$LOG/ffn.jsonl" 2>"$LOG/ffn.log" || true
+  python3 "$ROOT/bench/gpu/ffn_summary.py" "$LOG/ffn.jsonl" | tee "$LOG/ffn.md"
 }
 
 main() {

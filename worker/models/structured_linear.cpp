@@ -179,13 +179,21 @@ BlockShuffleImpl::BlockShuffleImpl(int64_t in, int64_t out, int64_t blocks, bool
   w2 = register_parameter("w2", torch::zeros({blocks, s, q}));
 }
 
+// Block-major (B, n, .) intermediates throughout, so that each stage is one strided-batched GEMM
+// whose operands cuBLAS reads in place (stage 1 reads x's blocks with leading dimension `in`), and
+// the shuffle and the output interleave are one copy each.
 torch::Tensor BlockShuffleImpl::Map(const torch::Tensor& x) {
-  const int64_t n = x.size(0), p = w1.size(2), q = w1.size(1);
-  torch::Tensor h =
-      BlockDiagonal(x.reshape({n, blocks, p}), w1);     // (n, B, p) -> (n, B, q): stage 1
-  h = h.reshape({n, q, blocks}).transpose(1, 2);        // (n, B, q): block c gets c, c+B, ...
-  const torch::Tensor y = BlockDiagonal(h, w2);         // (n, B, q) -> (n, B, s): stage 2
-  return y.transpose(1, 2).reshape({n, out_features});  // (n, s, B) -> (n, out): j B + c
+  const int64_t n = x.size(0), p = w1.size(2), q = w1.size(1), B = blocks;
+  // stage 1: x viewed (B, n, p) -> h1 (B, n, q); h1[b, t] is h_b of token t
+  const torch::Tensor h1 = torch::bmm(x.reshape({n, B, p}).transpose(0, 1), w1.transpose(1, 2));
+  // shuffle: stage-2 block c reads h[c], h[c + B], ... of h = (h_0 | h_1 | ...), i.e.
+  // h2[c, t, j] = h1[j B + c] over the flattened (B q). With q = m B, j = b m + j' and
+  // j B + c = b q + j' B + c: h2[c, t, b m + j'] = h1[b, t, j' B + c].
+  const torch::Tensor h2 = q % B == 0
+                               ? h1.view({B, n, q / B, B}).permute({3, 1, 0, 2}).reshape({B, n, q})
+                               : h1.transpose(0, 1).reshape({n, q, B}).permute({2, 0, 1});
+  const torch::Tensor y = torch::bmm(h2, w2.transpose(1, 2));  // stage 2: (B, n, q) -> (B, n, s)
+  return y.permute({1, 2, 0}).reshape({n, out_features});      // out[j B + c] = y_c[j]
 }
 
 void BlockShuffleImpl::ResetFactors(at::Generator& gen) {
