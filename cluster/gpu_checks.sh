@@ -183,8 +183,16 @@ EOF
 # The CUDA-only tests: the fused head loss against float64, CUDA-graph steps against eager ones.
 check_gputest() {
   say "check gputest: worker_gpu_test"
-  "$BUILD/tests/worker_gpu_test" 2>&1 | tee "$LOG/gputest.log" | grep -E '^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure' | head -30
-  grep -q '^\[  PASSED  \] 4 tests' "$LOG/gputest.log"
+  local status=0
+  "$BUILD/tests/worker_gpu_test" >"$LOG/gputest.log" 2>&1 || status=$?
+  grep -E '^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure' "$LOG/gputest.log" | head -30
+  if ((status >= 128)) && command -v cuda-gdb >/dev/null; then
+    echo "worker_gpu_test died (status $status); backtrace in gputest_gdb.log"
+    timeout 120 cuda-gdb -q -batch -ex run -ex bt -ex "thread apply all bt 8" \
+      --args "$BUILD/tests/worker_gpu_test" --gtest_filter="StepGraph.*" >"$LOG/gputest_gdb.log" 2>&1 || true
+    grep -A25 -m1 "received signal\|Program terminated" "$LOG/gputest_gdb.log" | head -40
+  fi
+  ((status == 0)) && grep -q '^\[  PASSED  \] 4 tests' "$LOG/gputest.log"
 }
 
 # Issue 9's throughput table (bench/gpu/speed.sh); ISOFLOP_SPEED_CONFIGS names a subset,

@@ -137,6 +137,13 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.threads,
                  "CPU intra-op threads (fixed for reproducible CPU runs)")
       ->capture_default_str();
+  std::string attention = "auto";
+  app.add_option("--attention", attention,
+                 "scaled dot product attention backend on CUDA: auto (LibTorch's choice), flash, "
+                 "cudnn or efficient")
+      ->check(CLI::IsMember({"auto", "flash", "cudnn", "efficient"}))
+      ->envname("ISOFLOP_ATTENTION")
+      ->capture_default_str();
   bool no_cuda_graph = false;
   app.add_flag("--no-cuda-graph", no_cuda_graph,
                "step eagerly instead of replaying the training step as a captured CUDA graph")
@@ -163,6 +170,12 @@ int main(int argc, char** argv) {
   }
 
   options.cuda_graph = !no_cuda_graph;
+  if (attention != "auto") {
+    // Only the named backend (and the math fallback, for shapes it cannot take) stays enabled.
+    at::globalContext().setSDPUseFlash(attention == "flash");
+    at::globalContext().setSDPUseCuDNN(attention == "cudnn");
+    at::globalContext().setSDPUseMemEfficient(attention == "efficient");
+  }
   std::signal(SIGTERM, RequestStop);
   std::signal(SIGINT, RequestStop);
   options.stop_requested = &stop_requested;

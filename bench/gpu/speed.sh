@@ -7,8 +7,11 @@
 # (all, or the named ones, e.g. gpu-speed_gpt_gpt2-b32) trains STEPS optimizer steps (default 50) with
 #   worker-graph   isoflop-worker (fused head loss, whole-step CUDA graph)
 #   worker-eager   isoflop-worker --no-cuda-graph
+#   worker-graph-B isoflop-worker --attention B (B: flash, cudnn, efficient), when named
 #   torch-compile  bench/gpu/gpt_reference.py --mode compile (unless ISOFLOP_SPEED_NO_REFERENCE=1)
 #   torch-eager    bench/gpu/gpt_reference.py --mode eager
+# ISOFLOP_SPEED_WORKER (default "graph eager") and ISOFLOP_SPEED_TORCH (default "compile eager") pick
+# the measurements.
 # one after another on the same GPU, and writes OUT_DIR/speed.jsonl (one record per measurement) and
 # OUT_DIR/speed.md (bench/gpu/speed_summary.py: tokens/s, MFU, peak memory, ratios to the peers).
 set -euo pipefail
@@ -24,11 +27,15 @@ names=("$@")
 : >"$OUT/speed.jsonl"
 for name in "${names[@]}"; do
   config="$CONFIGS/$name.json"
-  for mode in graph eager; do
+  for mode in ${ISOFLOP_SPEED_WORKER:-graph eager}; do
     dir="/tmp/isoflop-speed/$name-$mode"
     rm -rf "$dir"
     flags=(--stop-after-steps "$STEPS")
-    [ "$mode" = graph ] || flags+=(--no-cuda-graph)
+    case "$mode" in
+      graph) ;;
+      eager) flags+=(--no-cuda-graph) ;;
+      graph-*) flags+=(--attention "${mode#graph-}") ;;  # e.g. graph-cudnn
+    esac
     status=0
     "$BUILD/worker/isoflop-worker" --config "$config" --run-dir "$dir" "${flags[@]}" \
       >"$OUT/$name-$mode.log" 2>&1 || status=$?
@@ -53,7 +60,7 @@ PY
     tail -1 "$OUT/speed.jsonl"
   done
   if [ "${ISOFLOP_SPEED_NO_REFERENCE:-0}" != 1 ]; then
-    for mode in compile eager; do
+    for mode in ${ISOFLOP_SPEED_TORCH:-compile eager}; do
       python3 "$ROOT/bench/gpu/gpt_reference.py" --config "$config" --mode "$mode" \
         --steps "$((STEPS - 20 > 10 ? STEPS - 20 : 10))" 2>"$OUT/$name-torch-$mode.log" |
         python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["peer"]="torch-"+r.pop("mode"); r["config"]=sys.argv[1]; print(json.dumps(r))' "$name" \

@@ -13,7 +13,8 @@ print("| config | peer | tokens/s | MFU | peak memory | worker-graph / this |")
 print("|---|---|---:|---:|---:|---:|")
 for config, peers in by_config.items():
     best = peers.get("worker-graph", {}).get("tokens_per_s")
-    for peer in ("worker-graph", "worker-eager", "torch-compile", "torch-eager"):
+    order = ["worker-graph", "worker-eager", "torch-compile", "torch-eager"]
+    for peer in order + sorted(p for p in peers if p not in order):
         r = peers.get(peer)
         if r is None:
             continue
