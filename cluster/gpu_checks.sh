@@ -214,6 +214,7 @@ check_speed() {
 # 30K tokens, widths 2048/3072/5120; and the pre-merge thresholds.
 check_ffn() {
   say "check ffn: structured FFN layers, worker against plain PyTorch"
+  ((DEADLINE - SECONDS > 100)) || { echo "no time left for ffn"; return 1; }
   { "$BUILD/worker/isoflop-ffn-bench" --premerge
     python3 "$ROOT/bench/gpu/ffn_reference.py"; } >"$LOG/ffn.jsonl" 2>"$LOG/ffn.log" || true
   python3 "$ROOT/bench/gpu/ffn_summary.py" "$LOG/ffn.jsonl" | tee "$LOG/ffn.md"
