@@ -188,7 +188,7 @@ check_gputest() {
   grep -E '^\[  (FAILED|PASSED|SKIPPED) |OK \]|Failure' "$LOG/gputest.log" | head -30
   if ((status >= 128)) && command -v cuda-gdb >/dev/null; then
     echo "worker_gpu_test died (status $status); backtrace in gputest_gdb.log"
-    timeout 120 cuda-gdb -q -batch -ex run -ex bt -ex "thread apply all bt 8" \
+    timeout 60 cuda-gdb -q -batch -ex run -ex bt -ex "thread apply all bt 8" \
       --args "$BUILD/tests/worker_gpu_test" --gtest_filter="StepGraph.*" >"$LOG/gputest_gdb.log" 2>&1 || true
     grep -A25 -m1 "received signal\|Program terminated" "$LOG/gputest_gdb.log" | head -40
   fi
