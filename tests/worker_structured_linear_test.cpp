@@ -305,6 +305,14 @@ TEST(Premerge, MergedModelComputesTheStructuredModel) {
     const torch::Tensor structured = model->forward(idx);
     model->PremergeStructuredLayers();
     EXPECT_LT(RelativeError(model->forward(idx), structured), 1e-6) << ToString(type);
+    // Each layer's own measured threshold: merged up to it, factored beyond.
+    for (const auto& module : model->modules(/*include_self=*/false)) {
+      auto* layer = dynamic_cast<StructuredLinearImpl*>(module.get());
+      if (layer == nullptr) continue;
+      const int64_t limit = layer->premerge_tokens();
+      EXPECT_TRUE(layer->UsesMerged(torch::zeros({limit, layer->in_features}))) << ToString(type);
+      EXPECT_FALSE(layer->UsesMerged(torch::zeros({limit + 1, layer->in_features})));
+    }
   }
 }
 

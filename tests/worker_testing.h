@@ -3,6 +3,7 @@
 // too.
 #pragma once
 
+#include <ftw.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -25,9 +26,14 @@ class ScratchDir {
     std::string pattern = (std::filesystem::temp_directory_path() / "isoflop_test_XXXXXX").string();
     path_ = ::mkdtemp(pattern.data());
   }
+  // POSIX nftw rather than std::filesystem::remove_all: LibTorch's wheels export a copy of
+  // libstdc++'s std::filesystem whose remove_all jumps to address 0 when called from outside (the
+  // worker's CMakeLists says more); test binaries that load LibTorch can bind to it.
   ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
+    ::nftw(
+        path_.c_str(),
+        [](const char* file, const struct stat*, int, struct FTW*) { return ::remove(file); }, 16,
+        FTW_DEPTH | FTW_PHYS);
   }
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;

@@ -84,7 +84,7 @@ void LanguageModelImpl::SeedGuideSampler(uint64_t seed) {
 void LanguageModelImpl::PremergeStructuredLayers(int64_t max_tokens) {
   for (const auto& module : modules(/*include_self=*/false)) {
     if (auto* layer = dynamic_cast<StructuredLinearImpl*>(module.get()))
-      layer->Premerge(max_tokens);
+      layer->Premerge(max_tokens > 0 ? max_tokens : layer->premerge_tokens());
   }
 }
 

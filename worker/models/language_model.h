@@ -57,10 +57,10 @@ class LanguageModelImpl : public torch::nn::Module {
   const std::shared_ptr<GuideSampler>& guide_sampler() const { return guide_sampler_; }
 
   // Pre-merge for decoding (papers.md 3.3): folds every structured FFN linear into one dense
-  // (out x in) matrix, used in eval mode for calls of at most `max_tokens` tokens. Call after
-  // training and after moving the model to its device; a merge made stale by later weight updates
-  // is never used.
-  void PremergeStructuredLayers(int64_t max_tokens = 512);
+  // (out x in) matrix, used in eval mode for calls of at most `max_tokens` tokens (0: each layer's
+  // measured threshold, StructuredLinearImpl::kPremergeTokens). Call after training and after moving
+  // the model to its device; a merge made stale by later weight updates is never used.
+  void PremergeStructuredLayers(int64_t max_tokens = 0);
 
   torch::nn::Embedding wte{nullptr};  // (V, d_model)
   torch::nn::Embedding wpe{nullptr};  // (T, d_model); null with rotary positions

@@ -93,6 +93,10 @@ class StructuredLinearImpl : public FfnLinearImpl {
   // Computes the merged (out x in) matrix now. Eval-mode calls of at most max_tokens tokens use it
   // while alpha == 0 and the factors are unchanged since (their version counters tell).
   void Premerge(int64_t max_tokens);
+  // The largest call (in tokens) for which the merged dense form is faster than the factors, as
+  // isoflop-ffn-bench measured it on an H200 at widths 2048-5120, bf16 (bench/results/gpu_ffn.md;
+  // the median over the widths, rounded to a power of two).
+  virtual int64_t premerge_tokens() const = 0;
   bool UsesMerged(const torch::Tensor& x) const;  // whether forward(x) would take the merged path
 
   torch::Tensor guide;  // (out, in), undefined unless self-guided training is on
@@ -120,6 +124,7 @@ class LowRankImpl : public StructuredLinearImpl {
  public:
   LowRankImpl(int64_t in, int64_t out, int64_t rank, bool bias, const SelfGuidedSpec& self_guided);
   void ResetFactors(at::Generator& gen) override;
+  int64_t premerge_tokens() const override { return 256; }  // 0-512 measured
 
   torch::Tensor V;  // (R, in)
   torch::Tensor U;  // (out, R)
@@ -140,6 +145,7 @@ class BlockShuffleImpl : public StructuredLinearImpl {
   BlockShuffleImpl(int64_t in, int64_t out, int64_t blocks, bool bias,
                    const SelfGuidedSpec& self_guided);
   void ResetFactors(at::Generator& gen) override;
+  int64_t premerge_tokens() const override { return 512; }  // 64-16384 measured
 
   const int64_t blocks;
   torch::Tensor w1;  // (B, q, p)
@@ -157,6 +163,7 @@ class BlockDenseImpl : public StructuredLinearImpl {
   BlockDenseImpl(int64_t in, int64_t out, int64_t rank, int64_t blocks, bool bias,
                  const SelfGuidedSpec& self_guided);
   void ResetFactors(at::Generator& gen) override;
+  int64_t premerge_tokens() const override { return 1024; }  // 256-4096 measured
 
   const int64_t blocks;
   torch::Tensor w1;  // (B, R/B, in/B)

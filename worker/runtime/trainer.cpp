@@ -877,6 +877,9 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
   if (last_checkpoint_step_ != step_) ISOFLOP_RETURN_IF_ERROR(Checkpoint());
   ISOFLOP_RETURN_IF_ERROR(EvaluateAndRecord());
   // Rank 0 alone: the other ranks would repeat its work on the same weights.
+  // Training is over: the structured layers' merged dense forms serve the short calls of
+  // benchmark scoring and sampling (papers.md 3.3), the factors the long ones.
+  model_->PremergeStructuredLayers();
   if (IsRankZero()) ISOFLOP_RETURN_IF_ERROR(ScoreBenchmarks());
   if (options_.sample_tokens > 0 && IsRankZero()) ISOFLOP_RETURN_IF_ERROR(WriteSample());
   ISOFLOP_RETURN_IF_ERROR(
