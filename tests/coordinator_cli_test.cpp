@@ -3,6 +3,7 @@
 // daemon start/stop/status.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "coordinator/daemon/daemon_lock.h"
@@ -111,6 +112,31 @@ TEST_F(CliTest, DryRunPlansWithoutADaemon) {
   EXPECT_NE(plan.out.find("dense/s/C1e+12/s2"), std::string::npos) << plan.out;
   EXPECT_FALSE(DaemonLock::Holder(state_.pid_file()).has_value());
   EXPECT_FALSE(fs::exists(state_.database()));
+}
+
+// plan --write-configs: each run's resolved config, the file isoflop-worker reads, one per run and
+// named after it; nothing else is written (no daemon, no database).
+TEST_F(CliTest, PlanWritesEachRunsResolvedConfig) {
+  Sweep("plan", 3);
+  Output plan = Isoflop("plan plan.yaml --format csv --write-configs configs");
+  ASSERT_EQ(plan.exit_code, 0) << plan.err;
+  const fs::path dir = fs::path(scratch_.path()) / "configs";
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir)) files.push_back(entry.path().filename());
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(files.size(), 3u);
+  EXPECT_EQ(files[2], "dense_s_C1e+12_s2.json");
+  const json config = json::parse(ReadFile((dir / files[2]).string()));
+  EXPECT_EQ(config["name"], "dense/s/C1e+12/s2");
+  EXPECT_EQ(config["seed"], 2);
+  EXPECT_EQ(config["data"]["order"], "shuffled");  // the default order, written out
+  EXPECT_TRUE(RunConfigFromJson(config).ok());     // what the worker will accept
+  EXPECT_FALSE(fs::exists(state_.database()));
+  // A folder that cannot be made is an error that names it, and exits non-zero.
+  WriteFile(scratch_.path() + "/blocker", "");
+  Output bad = Isoflop("plan plan.yaml --write-configs blocker/configs");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("blocker/configs"), std::string::npos) << bad.err;
 }
 
 TEST_F(CliTest, CancelASweepThenResumeIt) {
