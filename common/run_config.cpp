@@ -377,6 +377,10 @@ Result<RunConfig> RunConfigFromJson(const json& j) {
       }
     }
   });
+  // A run.json written before data.order existed read its windows in file order: it resumes so.
+  if (j.contains("data") && j["data"].is_object() && !j["data"].contains("order")) {
+    r.data.order = DataOrder::kSequential;
+  }
   in.Object("data", [&](ObjectReader& d) {
     d.Optional("train", &r.data.train);
     d.Optional("val", &r.data.val);

@@ -141,6 +141,18 @@ TEST(RunIdTest, IdenticalConfigsShareAnIdAndAnyChangeMakesANewOne) {
   Result<RunConfig> reread = RunConfigFromJson(json::parse(ToJson(run).dump()));
   ASSERT_TRUE(reread.ok()) << reread.status().ToString();
   EXPECT_EQ(RunId(*reread), id);
+
+  // The data order is part of the run: another order is another run. A run.json from before the
+  // field existed read its data in file order, and reads back so (its checkpoints resume there).
+  RunConfig sequential = run;
+  sequential.data.order = DataOrder::kSequential;
+  EXPECT_NE(RunId(sequential), id);
+  json old = ToJson(run);
+  old["data"].erase("order");
+  Result<RunConfig> old_run = RunConfigFromJson(old);
+  ASSERT_TRUE(old_run.ok()) << old_run.status().ToString();
+  EXPECT_EQ(old_run->data.order, DataOrder::kSequential);
+  EXPECT_EQ(run.data.order, DataOrder::kShuffled);  // the default of new runs
 }
 
 TEST_F(RunStoreTest, MigratesAnEmptyDatabaseAndReopensWithoutChange) {

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -87,9 +88,16 @@ Status WriteRunConfigs(const ExpandedSweep& sweep, const std::string& dir) {
   std::error_code error;
   fs::create_directories(dir, error);
   if (error) return Status::IOError(fmt::format("{}: cannot create: {}", dir, error.message()));
+  std::map<std::string, std::string> written;  // file -> the run it holds
   for (const RunConfig& run : sweep.runs) {
     std::string file = run.name;
     std::replace(file.begin(), file.end(), '/', '_');
+    if (auto [it, fresh] = written.emplace(file, run.name); !fresh) {
+      return Status::InvalidArgument(
+          fmt::format("--write-configs: runs {} and {} would both be written to {}.json; rename a "
+                      "size or variant",
+                      it->second, run.name, file));
+    }
     ISOFLOP_RETURN_IF_ERROR(
         WriteFileAtomically((fs::path(dir) / (file + ".json")).string(), ToJson(run).dump(2)));
   }

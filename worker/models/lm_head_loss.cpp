@@ -22,7 +22,9 @@ struct LmHeadCrossEntropy : torch::autograd::Function<LmHeadCrossEntropy> {
     const torch::Tensor t = targets.to(torch::kInt64).contiguous();     // (N)
     torch::Tensor z = torch::mm(hb, wb.t());                            // (N, V) logits, bf16
     // 1 / counted rows, on the device: no host synchronisation, so CUDA graphs can capture it.
-    const torch::Tensor scale = (t >= 0).sum().clamp_min(1).to(torch::kFloat32).reciprocal();
+    // Counted as the kernel counts them: targets in [0, V).
+    const torch::Tensor scale =
+        ((t >= 0) & (t < z.size(1))).sum().clamp_min(1).to(torch::kFloat32).reciprocal();
     torch::Tensor losses = torch::empty({t.size(0)}, h.options().dtype(torch::kFloat32));
     const cudaError_t status = kernels::FusedCrossEntropy(
         reinterpret_cast<uint16_t*>(z.data_ptr<at::BFloat16>()), t.data_ptr<int64_t>(),

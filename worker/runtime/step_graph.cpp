@@ -16,15 +16,32 @@ StepGraph::StepGraph(torch::Device device, std::vector<int64_t> batch_shape)
   lr_ = torch::zeros({}, options.dtype(torch::kFloat32));
 }
 
+namespace {
+
+// Restores autocast's weight-cast cache setting when the capture ends, however it ends.
+class AutocastCacheOff {
+ public:
+  AutocastCacheOff() : was_enabled_(at::autocast::is_autocast_cache_enabled()) {
+    at::autocast::set_autocast_cache_enabled(false);
+  }
+  ~AutocastCacheOff() { at::autocast::set_autocast_cache_enabled(was_enabled_); }
+  AutocastCacheOff(const AutocastCacheOff&) = delete;
+  AutocastCacheOff& operator=(const AutocastCacheOff&) = delete;
+
+ private:
+  bool was_enabled_;
+};
+
+}  // namespace
+
 Status StepGraph::Capture(const Body& body) {
   // The eager warm-up steps' cached blocks would sit unused beside the graph's private pool.
   torch::cuda::synchronize();
   c10::cuda::CUDACachingAllocator::emptyCache();
   graph_ = std::make_unique<at::cuda::CUDAGraph>();
-  const bool cache = at::autocast::is_autocast_cache_enabled();
-  at::autocast::set_autocast_cache_enabled(false);
   std::string error;
   {
+    AutocastCacheOff no_cast_cache;
     c10::cuda::CUDAStreamGuard guard(stream_);
     bool capturing = false;
     try {
@@ -35,17 +52,30 @@ Status StepGraph::Capture(const Body& body) {
       graph_->capture_end();
     } catch (const c10::Error& e) {
       error = e.what_without_backtrace();
-      if (capturing) {
-        try {
-          graph_->capture_end();  // ends the stream's capture and the pool's redirection
-        } catch (const c10::Error&) {
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty() && capturing) {
+      // CUDAGraph::capture_end ends the stream's capture first and throws when the capture was
+      // invalidated, before it ends the allocator's redirection into the graph's pool; whatever it
+      // left undone is done here, so that later allocations are ordinary again and the pool is
+      // freed.
+      const auto pool = graph_->pool();
+      try {
+        graph_->capture_end();
+      } catch (const c10::Error&) {
+        cudaGraph_t partial = nullptr;
+        if (cudaStreamEndCapture(stream_.stream(), &partial) == cudaSuccess && partial != nullptr) {
+          cudaGraphDestroy(partial);
         }
+        c10::cuda::CUDACachingAllocator::endAllocateToPool(stream_.device_index(), pool);
+        c10::cuda::CUDACachingAllocator::releasePool(stream_.device_index(), pool);
       }
     }
   }
-  at::autocast::set_autocast_cache_enabled(cache);
   if (!error.empty()) {
     graph_.reset();
+    loss_ = grad_norm_ = torch::Tensor();
     (void)cudaGetLastError();  // capture errors are not sticky; clear the last-error slot
     return Status::Internal("CUDA graph capture of the training step failed: " + error);
   }

@@ -325,7 +325,8 @@ Status Trainer::Init() {
   // Whole-step CUDA graphs (step_graph.h) where a step is the same kernels every time: one process
   // (collectives run on their own streams and watchdogs), no self-guided training (its alpha and
   // guide draws are host values that change per step).
-  if (cuda && options_.cuda_graph && slice.world == 1 && plan_.guided_steps == 0) {
+  if (cuda && options_.cuda_graph && slice.world == 1 &&
+      spec.self_guided.mode == SelfGuidedMode::kOff) {
     step_graph_ = std::make_unique<StepGraph>(
         device_.device,
         std::vector<int64_t>{plan_.micro_steps, plan_.micro_batch, spec.seq_len + 1});
@@ -875,6 +876,13 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
   }
 
   if (last_checkpoint_step_ != step_) ISOFLOP_RETURN_IF_ERROR(Checkpoint());
+  // The graph's private pool holds a whole step's activations and gradients: give it back before
+  // the final evaluation and benchmark scoring, which size their batches for the memory training
+  // leaves free.
+  if (step_graph_) {
+    step_graph_.reset();
+    c10::cuda::CUDACachingAllocator::emptyCache();
+  }
   ISOFLOP_RETURN_IF_ERROR(EvaluateAndRecord());
   // Rank 0 alone: the other ranks would repeat its work on the same weights.
   // Training is over: the structured layers' merged dense forms serve the short calls of
