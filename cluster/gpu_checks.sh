@@ -22,6 +22,7 @@
 #   speed      issue 9's throughput table: the worker (graph and eager) against PyTorch (compiled and
 #              eager) on bench/gpu/speed.yaml's shapes (bench/results/gpu_speed.md).
 #   ffn        issue 9 item 3: structured FFN layers (worker against plain PyTorch), pre-merge thresholds.
+#   decode     issue 9 item 4: batch-1 KV-cache decoding, Mistral-shaped skipless, with/without Q and P.
 #   nccl       after `ladder`: one of its runs again, as one plain process and under `mpirun -np 1` (the
 #              NCCL data-parallel path with world size 1); same losses, and the step-time overhead of
 #              the bucketed all-reduce (bench/results/gpu_nccl.md).
@@ -63,7 +64,7 @@ build() {
     { tail -30 "$LOG/configure.log"; exit 1; }
   say "building isoflop, isoflopd, isoflop-worker, worker_gpu_test"
   local t0=$SECONDS
-  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker worker_gpu_test isoflop-ffn-bench \
+  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker worker_gpu_test isoflop-ffn-bench isoflop-decode-bench \
     >"$LOG/build.log" 2>&1 || { grep -B2 -A12 -m3 'error' "$LOG/build.log"; exit 1; }
   echo "built in $((SECONDS - t0)) s"
 }
@@ -218,6 +219,13 @@ check_ffn() {
   { "$BUILD/worker/isoflop-ffn-bench" --premerge
     python3 "$ROOT/bench/gpu/ffn_reference.py"; } >"$LOG/ffn.jsonl" 2>"$LOG/ffn.log" || true
   python3 "$ROOT/bench/gpu/ffn_summary.py" "$LOG/ffn.jsonl" | tee "$LOG/ffn.md"
+}
+
+# Issue 9 item 4: batch-1 decoding of a Mistral-shaped skipless model with and without Q and P.
+check_decode() {
+  say "check decode: skipless weight removal at decode time (Mistral shape, bf16, CUDA graph)"
+  "$BUILD/worker/isoflop-decode-bench" --check --device cuda | tee "$LOG/decode.jsonl"
+  "$BUILD/worker/isoflop-decode-bench" | tee -a "$LOG/decode.jsonl"
 }
 
 main() {

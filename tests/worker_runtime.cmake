@@ -15,3 +15,9 @@ if(TARGET isoflop_runtime)
   isoflop_test(worker_gpu_test ONE_PROCESS SOURCES worker_gpu_test.cpp LIBS isoflop_runtime)
   target_precompile_headers(worker_gpu_test REUSE_FROM isoflop_models)
 endif()
+
+# The decode benchmark's own correctness check (cached greedy decoding = the full forward), on the CPU.
+if(TARGET isoflop-decode-bench)
+  add_test(NAME decode_bench_check COMMAND isoflop-decode-bench --check --device cpu)
+  set_tests_properties(decode_bench_check PROPERTIES LABELS unit TIMEOUT 120)
+endif()
