@@ -23,6 +23,7 @@
 #              eager) on bench/gpu/speed.yaml's shapes (bench/results/gpu_speed.md).
 #   ffn        issue 9 item 3: structured FFN layers (worker against plain PyTorch), pre-merge thresholds.
 #   decode     issue 9 item 4: batch-1 KV-cache decoding, Mistral-shaped skipless, with/without Q and P.
+#   pgpt       issue 9 item 5: ParallelGPT with a CUDA stream per path against gpt at equal parameters.
 #   nccl       after `ladder`: one of its runs again, as one plain process and under `mpirun -np 1` (the
 #              NCCL data-parallel path with world size 1); same losses, and the step-time overhead of
 #              the bucketed all-reduce (bench/results/gpu_nccl.md).
@@ -193,7 +194,7 @@ check_gputest() {
       --args "$BUILD/tests/worker_gpu_test" --gtest_filter="StepGraph.*" >"$LOG/gputest_gdb.log" 2>&1 || true
     grep -A25 -m1 "received signal\|Program terminated" "$LOG/gputest_gdb.log" | head -40
   fi
-  ((status == 0)) && grep -q '^\[  PASSED  \] 4 tests' "$LOG/gputest.log"
+  ((status == 0)) && grep -q "^\[  PASSED  \] 5 tests" "$LOG/gputest.log"
 }
 
 # Issue 9's throughput table (bench/gpu/speed.sh); ISOFLOP_SPEED_CONFIGS names a subset,
@@ -226,6 +227,15 @@ check_decode() {
   say "check decode: skipless weight removal at decode time (Mistral shape, bf16, CUDA graph)"
   "$BUILD/worker/isoflop-decode-bench" --check --device cuda | tee "$LOG/decode.jsonl"
   "$BUILD/worker/isoflop-decode-bench" | tee -a "$LOG/decode.jsonl"
+}
+
+# Issue 9 item 5: ParallelGPT with one stream and with a stream per path, against gpt at equal
+# parameters (bench/gpu/pgpt_speed.yaml); no PyTorch peer.
+check_pgpt() {
+  say "check pgpt: ParallelGPT on one and on two CUDA streams against gpt"
+  ISOFLOP_SPEED_SWEEP="$ROOT/bench/gpu/pgpt_speed.yaml" ISOFLOP_SPEED_WORKER="graph streams" \
+    ISOFLOP_SPEED_TORCH="" "$ROOT/bench/gpu/speed.sh" "$BUILD" "$LOG/pgpt" 40
+  cp "$LOG/pgpt/speed.md" "$LOG/pgpt.md"
 }
 
 main() {

@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/worker_testing.h"
@@ -107,11 +109,7 @@ struct LossRecorder : TrainingObserver {
   void OnStep(int64_t, double, double, double loss, double) override { losses.push_back(loss); }
 };
 
-// The same run with and without the captured step: the graph replays the same kernels, so the
-// losses agree to bf16 noise (flash attention's backward is not bitwise deterministic).
-TEST(StepGraph, ReplayedStepsTrainLikeEagerSteps) {
-  REQUIRE_CUDA();
-  ScratchDir dir;
+RunConfig GpuRun(const ScratchDir& dir) {
   WriteShard(dir / "train.bin", MarkovTokens(200000, 512, 1));
   RunConfig run;
   run.name = "dense/tiny/C1/s0";
@@ -132,19 +130,34 @@ TEST(StepGraph, ReplayedStepsTrainLikeEagerSteps) {
   run.data.tokenizer = "bytes";
   run.data.fingerprint = "sha256:test";
   run.budget.steps = 40;
+  return run;
+}
+
+// Trains `run` to the end with `options` on the GPU; the loss of every step.
+std::vector<double> TrainLosses(const RunConfig& run, TrainerOptions options, bool expect_graph) {
+  options.device = "cuda";
+  auto trainer = Trainer::Create(run, options);
+  EXPECT_TRUE(trainer.ok()) << trainer.status().ToString();
+  if (!trainer.ok()) return {};
+  LossRecorder recorder;
+  auto outcome = (*trainer)->Run(&recorder);
+  EXPECT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_EQ((*trainer)->uses_step_graph(), expect_graph);
+  return recorder.losses;
+}
+
+// The same run with and without the captured step: the graph replays the same kernels, so the
+// losses agree to bf16 noise (flash attention's backward is not bitwise deterministic).
+TEST(StepGraph, ReplayedStepsTrainLikeEagerSteps) {
+  REQUIRE_CUDA();
+  ScratchDir dir;
+  const RunConfig run = GpuRun(dir);
   std::vector<std::vector<double>> losses;
   for (bool graph : {false, true}) {
     TrainerOptions options;
     options.run_dir = dir / (graph ? "graph" : "eager");
-    options.device = "cuda";
     options.cuda_graph = graph;
-    auto trainer = Trainer::Create(run, options);
-    ASSERT_TRUE(trainer.ok()) << trainer.status().ToString();
-    LossRecorder recorder;
-    auto outcome = (*trainer)->Run(&recorder);
-    ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
-    EXPECT_EQ((*trainer)->uses_step_graph(), graph);
-    losses.push_back(recorder.losses);
+    losses.push_back(TrainLosses(run, options, graph));
   }
   ASSERT_EQ(losses[0].size(), 40u);
   ASSERT_EQ(losses[1].size(), 40u);
@@ -152,6 +165,31 @@ TEST(StepGraph, ReplayedStepsTrainLikeEagerSteps) {
     EXPECT_NEAR(losses[1][i], losses[0][i], 2e-2 * losses[0][i]) << "step " << i + 1;
   }
   EXPECT_LT(losses[1].back(), losses[1].front() - 1.0);  // and it learns
+}
+
+// ParallelGPT with a stream per path computes what it computes on one stream, eagerly and inside a
+// captured graph (fork and join through events).
+TEST(ParallelGpt, PathsOnTheirOwnStreamsTrainLikeOneStream) {
+  REQUIRE_CUDA();
+  ScratchDir dir;
+  RunConfig run = GpuRun(dir);
+  run.model.arch = Arch::kPgpt;
+  run.model.n_layer = 4;
+  run.model.paths = 2;
+  std::vector<std::vector<double>> losses;
+  for (auto [streams, graph] : {std::pair{false, false}, {true, false}, {true, true}}) {
+    TrainerOptions options;
+    options.run_dir = dir / ("s" + std::to_string(streams) + "g" + std::to_string(graph));
+    options.path_streams = streams;
+    options.cuda_graph = graph;
+    losses.push_back(TrainLosses(run, options, graph));
+  }
+  for (size_t k = 1; k < losses.size(); ++k) {
+    ASSERT_EQ(losses[k].size(), losses[0].size());
+    for (size_t i = 0; i < losses[0].size(); ++i) {
+      EXPECT_NEAR(losses[k][i], losses[0][i], 2e-2 * losses[0][i]) << "case " << k << " step " << i;
+    }
+  }
 }
 
 }  // namespace

@@ -144,6 +144,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "flash", "cudnn", "efficient"}))
       ->envname("ISOFLOP_ATTENTION")
       ->capture_default_str();
+  app.add_flag("--path-streams", options.path_streams,
+               "pgpt on CUDA: run each path on a CUDA stream of its own")
+      ->envname("ISOFLOP_PATH_STREAMS");
   bool no_cuda_graph = false;
   app.add_flag("--no-cuda-graph", no_cuda_graph,
                "step eagerly instead of replaying the training step as a captured CUDA graph")

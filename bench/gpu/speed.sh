@@ -10,8 +10,9 @@
 #   worker-graph-B isoflop-worker --attention B (B: flash, cudnn, efficient), when named
 #   torch-compile  bench/gpu/gpt_reference.py --mode compile (unless ISOFLOP_SPEED_NO_REFERENCE=1)
 #   torch-eager    bench/gpu/gpt_reference.py --mode eager
-# ISOFLOP_SPEED_WORKER (default "graph eager") and ISOFLOP_SPEED_TORCH (default "compile eager") pick
-# the measurements.
+# ISOFLOP_SPEED_WORKER (default "graph eager"; also "streams": pgpt with a CUDA stream per path) and
+# ISOFLOP_SPEED_TORCH (default "compile eager"; empty: none) pick the measurements, ISOFLOP_SPEED_SWEEP
+# another sweep file (bench/gpu/pgpt_speed.yaml).
 # one after another on the same GPU, and writes OUT_DIR/speed.jsonl (one record per measurement) and
 # OUT_DIR/speed.md (bench/gpu/speed_summary.py: tokens/s, MFU, peak memory, ratios to the peers).
 set -euo pipefail
@@ -21,7 +22,8 @@ shift $(($# < 3 ? $# : 3))
 mkdir -p "$OUT"
 CONFIGS="$OUT/configs"
 rm -rf "$CONFIGS"
-"$BUILD/coordinator/isoflop" plan "$ROOT/bench/gpu/speed.yaml" --write-configs "$CONFIGS" >/dev/null
+"$BUILD/coordinator/isoflop" plan "${ISOFLOP_SPEED_SWEEP:-$ROOT/bench/gpu/speed.yaml}" \
+  --write-configs "$CONFIGS" >/dev/null
 names=("$@")
 ((${#names[@]})) || mapfile -t names < <(cd "$CONFIGS" && ls *.json | sed 's/\.json$//')
 : >"$OUT/speed.jsonl"
@@ -35,6 +37,7 @@ for name in "${names[@]}"; do
       graph) ;;
       eager) flags+=(--no-cuda-graph) ;;
       graph-*) flags+=(--attention "${mode#graph-}") ;;  # e.g. graph-cudnn
+      streams) flags+=(--path-streams) ;;                 # pgpt: a CUDA stream per path
     esac
     status=0
     "$BUILD/worker/isoflop-worker" --config "$config" --run-dir "$dir" "${flags[@]}" \

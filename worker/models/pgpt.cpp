@@ -1,5 +1,9 @@
 #include "worker/models/pgpt.h"
 
+#include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
 namespace isoflop {
 
 ParallelGptImpl::ParallelGptImpl(const ModelSpec& spec) : LanguageModelImpl(spec) {
@@ -25,18 +29,49 @@ torch::Tensor ParallelGptImpl::MixingWeights() {
   return s / s.sum();                           // sigmoid(w_p) / sum_q sigmoid(w_q)
 }
 
+torch::Tensor ParallelGptImpl::RunPath(int64_t p, const torch::Tensor& x0) {
+  const torch::Tensor x = adapters[p]->as<torch::nn::LinearImpl>()->forward(x0);  // adapter_p(x0)
+  return RunBlocks(*paths[p]->as<torch::nn::ModuleListImpl>(), x);
+}
+
+std::vector<torch::Tensor> ParallelGptImpl::RunPathsOnStreams(const torch::Tensor& x0) {
+  const c10::DeviceIndex device = x0.device().index();
+  const c10::cuda::CUDAStream origin = c10::cuda::getCurrentCUDAStream(device);
+  at::cuda::CUDAEvent forked;
+  forked.record(origin);  // x0 and everything before it are ready
+  std::vector<torch::Tensor> outputs;
+  for (int64_t p = 0; p < spec_.paths; ++p) {
+    const c10::cuda::CUDAStream stream = c10::cuda::getStreamFromPool(false, device);
+    forked.block(stream);
+    {
+      c10::cuda::CUDAStreamGuard guard(stream);
+      outputs.push_back(RunPath(p, x0));
+    }
+    // x0 was allocated on the caller's stream and is read on this one (the caching allocator must
+    // not reuse it before), and the output is the reverse.
+    x0.record_stream(stream.unwrap());
+    at::cuda::CUDAEvent done;
+    done.record(stream);
+    done.block(origin);
+    outputs.back().record_stream(origin.unwrap());
+  }
+  return outputs;
+}
+
 torch::Tensor ParallelGptImpl::Body(const torch::Tensor& idx) {
-  const torch::Tensor x0 = Embed(idx);  // (B, T) -> (B, T, d)
-  auto run_path = [&](int64_t p) {      // (B, T, d) -> (B, T, d)
-    const torch::Tensor x = adapters[p]->as<torch::nn::LinearImpl>()->forward(x0);
-    return RunBlocks(*paths[p]->as<torch::nn::ModuleListImpl>(), x);
-  };
+  const torch::Tensor x0 = Embed(idx);            // (B, T) -> (B, T, d)
   const torch::Tensor weights = MixingWeights();  // (paths)
-  if (single_path_) return run_path(weights.argmax().item<int64_t>());
+  if (single_path_) return RunPath(weights.argmax().item<int64_t>(), x0);
+  std::vector<torch::Tensor> outputs;
+  if (path_streams_ && x0.is_cuda()) {
+    outputs = RunPathsOnStreams(x0);
+  } else {
+    for (int64_t p = 0; p < spec_.paths; ++p) outputs.push_back(RunPath(p, x0));
+  }
   torch::Tensor y;
   for (int64_t p = 0; p < spec_.paths; ++p) {
-    const torch::Tensor term = weights[p] * run_path(p);  // m_p x_p
-    y = y.defined() ? y + term : term;                    // (B, T, d)
+    const torch::Tensor term = weights[p] * outputs[p];  // m_p x_p
+    y = y.defined() ? y + term : term;                   // (B, T, d)
   }
   return y;  // (B, T, d_final)
 }

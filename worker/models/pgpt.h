@@ -16,6 +16,8 @@
 
 #include <torch/torch.h>
 
+#include <vector>
+
 #include "common/model_spec.h"
 #include "worker/models/gpt.h"
 #include "worker/models/language_model.h"
@@ -31,13 +33,23 @@ struct ParallelGptImpl : LanguageModelImpl {
   // pgpt-1: run only the heaviest path. Meant for evaluation of a trained model.
   void set_single_path(bool on) { single_path_ = on; }
   bool single_path() const { return single_path_; }
+  // On a CUDA device, run each path on a stream of its own (forked from and joined back into the
+  // caller's stream; autograd runs each path's backward on the same stream), so that the paths'
+  // kernels can overlap where one path alone leaves the GPU idle. Same arithmetic either way.
+  void set_path_streams(bool on) { path_streams_ = on; }
+  bool path_streams() const { return path_streams_; }
 
   torch::nn::ModuleList adapters{nullptr};  // `paths` Linear(d, d) with bias
   torch::nn::ModuleList paths{nullptr};     // `paths` ModuleLists of n_layer / paths Blocks
   torch::Tensor mix;                        // (1) for two paths, else (paths): the logits w
 
  private:
+  // (B, T, d) x0 -> every path's output, each on its own CUDA stream.
+  std::vector<torch::Tensor> RunPathsOnStreams(const torch::Tensor& x0);
+  torch::Tensor RunPath(int64_t p, const torch::Tensor& x0);  // (B, T, d) -> (B, T, d)
+
   bool single_path_ = false;
+  bool path_streams_ = false;
 };
 
 }  // namespace isoflop

@@ -19,6 +19,7 @@
 
 #include "common/store/run_store.h"
 #include "worker/models/model_registry.h"
+#include "worker/models/pgpt.h"
 #ifdef ISOFLOP_WORKER_BENCHMARKS
 #include "worker/eval/continuation_scorer.h"
 #endif
@@ -312,6 +313,9 @@ Status Trainer::Init() {
   if (!model.ok()) return model.status();
   model_ = *model;
   model_->to(device_.device);
+  if (auto* pgpt = dynamic_cast<ParallelGptImpl*>(model_.get())) {
+    pgpt->set_path_streams(options_.path_streams && cuda);
+  }
   for (const auto& [name, tensor] : ModelTensors(*model_)) {
     if (tensor.requires_grad()) params_.push_back(tensor);
   }
