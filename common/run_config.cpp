@@ -1,9 +1,9 @@
 #include "common/run_config.h"
 
-#include <fmt/format.h>
-
 #include <set>
 #include <string_view>
+
+#include <fmt/format.h>
 
 namespace isoflop {
 namespace {
@@ -46,10 +46,9 @@ constexpr EnumName<DataOrder> kDataOrder[] = {{DataOrder::kShuffled, "shuffled"}
 constexpr EnumName<LauncherKind> kLauncher[] = {
     {LauncherKind::kLocal, "local"}, {LauncherKind::kMpi, "mpi"}, {LauncherKind::kSlurm, "slurm"}};
 
-// Reads one JSON object strictly: every key must be consumed, types must match, and the first
-// problem is reported with its JSON path ("model.ffn.rank: expected an integer"). A newer
-// coordinator writing a field an older worker does not know is thus an error, not a silently
-// ignored setting.
+// Reads one JSON object strictly: every key must be consumed, types must match, and the first problem is
+// reported with its JSON path ("model.ffn.rank: expected an integer"). A newer coordinator writing a field
+// an older worker does not know is thus an error, not a silently ignored setting.
 class ObjectReader {
  public:
   ObjectReader(const json& j, std::string path) : j_(j), path_(std::move(path)) {
@@ -69,8 +68,7 @@ class ObjectReader {
   void OptionalEnum(const char* key, const EnumName<E> (&table)[N], E* out) {
     std::string s;
     Optional(key, &s);
-    if (j_.contains(key) && !ValueOf(table, s, out))
-      Fail(key, fmt::format("unknown value \"{}\"", s));
+    if (j_.contains(key) && !ValueOf(table, s, out)) Fail(key, fmt::format("unknown value \"{}\"", s));
   }
   template <typename E>
   void OptionalEnum(const char* key, E* out) {
@@ -133,30 +131,14 @@ class ObjectReader {
 
 }  // namespace
 
-const char* ToString(LrDecay v) {
-  return NameOf(kLrDecay, v);
-}
-bool Parse(const std::string& s, LrDecay* out) {
-  return ValueOf(kLrDecay, s, out);
-}
-const char* ToString(Precision v) {
-  return NameOf(kPrecision, v);
-}
-bool Parse(const std::string& s, Precision* out) {
-  return ValueOf(kPrecision, s, out);
-}
-const char* ToString(DataOrder v) {
-  return NameOf(kDataOrder, v);
-}
-bool Parse(const std::string& s, DataOrder* out) {
-  return ValueOf(kDataOrder, s, out);
-}
-const char* ToString(LauncherKind v) {
-  return NameOf(kLauncher, v);
-}
-bool Parse(const std::string& s, LauncherKind* out) {
-  return ValueOf(kLauncher, s, out);
-}
+const char* ToString(LrDecay v) { return NameOf(kLrDecay, v); }
+bool Parse(const std::string& s, LrDecay* out) { return ValueOf(kLrDecay, s, out); }
+const char* ToString(Precision v) { return NameOf(kPrecision, v); }
+bool Parse(const std::string& s, Precision* out) { return ValueOf(kPrecision, s, out); }
+const char* ToString(DataOrder v) { return NameOf(kDataOrder, v); }
+bool Parse(const std::string& s, DataOrder* out) { return ValueOf(kDataOrder, s, out); }
+const char* ToString(LauncherKind v) { return NameOf(kLauncher, v); }
+bool Parse(const std::string& s, LauncherKind* out) { return ValueOf(kLauncher, s, out); }
 
 // Built with operator[] rather than nested initializer lists: the lists copy every sub-object once
 // more, and planning a 10,000-run sweep serializes 10,000 of these (bench/plan_insert_bench.cpp).

@@ -5,16 +5,13 @@
 // logical window to the physical window (0 <= p < W) whose tokens it reads:
 //
 //   Sequential()  p = w mod W: file order, the layout llm.c and nanoGPT stream.
-//   Shuffled(s)   p = pi_{s,e}(w mod W): a permutation of the W windows drawn anew for every epoch
-//   e
-//                 from the seed s. Every window is read exactly once per epoch, and runs of
-//                 different lengths see the same mixture of documents from their first step on (a
-//                 file-order stream of concatenated corpora gives a short run only the first
-//                 corpus).
-//   Spread(n)     the n windows p_j = floor(j * W / n), j = 0 .. n-1 (all W when n >= W), read in
-//   that
-//                 order and repeated: a validation sample drawn evenly from the whole stream rather
-//                 than from its head.
+//   Shuffled(s)   p = pi_{s,e}(w mod W): a permutation of the W windows drawn anew for every
+//                 epoch e from the seed s. Every window is read exactly once per epoch, and runs
+//                 of different lengths see the same mixture of documents from their first step on
+//                 (a file-order stream of concatenated corpora gives a short run only the first).
+//   Spread(n)     the n windows p_j = floor(j * W / n), j = 0 .. n-1 (all W when n >= W), read
+//                 in that order and repeated: a validation sample drawn evenly from the whole
+//                 stream rather than from its head.
 //
 // The permutation is a keyed bijection (a 4-round Feistel network on the smallest even number of
 // bits that covers W, walked in cycles until it lands below W), so Map is O(1), needs no table of W

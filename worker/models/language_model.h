@@ -58,8 +58,8 @@ class LanguageModelImpl : public torch::nn::Module {
 
   // Pre-merge for decoding (papers.md 3.3): folds every structured FFN linear into one dense
   // (out x in) matrix, used in eval mode for calls of at most `max_tokens` tokens (0: each layer's
-  // measured threshold, StructuredLinearImpl::kPremergeTokens). Call after training and after moving
-  // the model to its device; a merge made stale by later weight updates is never used.
+  // measured threshold, StructuredLinearImpl::premerge_tokens). Call after training and after
+  // moving the model to its device; a merge made stale by later weight updates is never used.
   void PremergeStructuredLayers(int64_t max_tokens = 0);
 
   torch::nn::Embedding wte{nullptr};  // (V, d_model)

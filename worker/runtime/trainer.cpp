@@ -829,19 +829,19 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
             device_.peak_flops > 0 ? flops_per_s / (device_.peak_flops * plan_.slice.world) : 0;
         const double epoch = static_cast<double>(data_window_) /
                              static_cast<double>(train_data_->windows_per_epoch());
-        ISOFLOP_RETURN_IF_ERROR(
-            metrics_->Append({{"type", "train"},
-                              {"step", step_},
-                              {"tokens", plan_.TokensAfter(step_)},
-                              {"flops", plan_.FlopsAfter(step_)},
-                              {"train_loss", last_train_loss_},
-                              {"lr", lr},
-                              {"grad_norm", norm},
-                              {"tokens_per_s", tokens_per_s},
-                              {"mfu", mfu},
-                              {"epoch", epoch},
-                              {"peak_memory_bytes", PeakMemoryBytes(device_.device)},
-                              {"time", UnixTime()}}));
+        const int64_t peak_memory = PeakMemoryBytes(device_.device);
+        ISOFLOP_RETURN_IF_ERROR(metrics_->Append({{"type", "train"},
+                                                  {"step", step_},
+                                                  {"tokens", plan_.TokensAfter(step_)},
+                                                  {"flops", plan_.FlopsAfter(step_)},
+                                                  {"train_loss", last_train_loss_},
+                                                  {"lr", lr},
+                                                  {"grad_norm", norm},
+                                                  {"tokens_per_s", tokens_per_s},
+                                                  {"mfu", mfu},
+                                                  {"epoch", epoch},
+                                                  {"peak_memory_bytes", peak_memory},
+                                                  {"time", UnixTime()}}));
         const double eta = steps > 0 ? seconds / static_cast<double>(steps) *
                                            static_cast<double>(plan_.total_steps - step_)
                                      : 0;
@@ -888,10 +888,10 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
     c10::cuda::CUDACachingAllocator::emptyCache();
   }
   ISOFLOP_RETURN_IF_ERROR(EvaluateAndRecord());
-  // Rank 0 alone: the other ranks would repeat its work on the same weights.
   // Training is over: the structured layers' merged dense forms serve the short calls of
   // benchmark scoring and sampling (papers.md 3.3), the factors the long ones.
   model_->PremergeStructuredLayers();
+  // Rank 0 alone: the other ranks would repeat its work on the same weights.
   if (IsRankZero()) ISOFLOP_RETURN_IF_ERROR(ScoreBenchmarks());
   if (options_.sample_tokens > 0 && IsRankZero()) ISOFLOP_RETURN_IF_ERROR(WriteSample());
   ISOFLOP_RETURN_IF_ERROR(
