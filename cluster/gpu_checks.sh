@@ -23,7 +23,8 @@
 #              eager) on bench/gpu/speed.yaml's shapes (bench/results/gpu_speed.md).
 #   ffn        issue 9 item 3: structured FFN layers (worker against plain PyTorch), pre-merge thresholds.
 #   decode     issue 9 item 4: batch-1 KV-cache decoding, Mistral-shaped skipless, with/without Q and P.
-#   pgpt       issue 9 item 5: ParallelGPT with a CUDA stream per path against gpt at equal parameters.
+#   pgpt       issue 9 item 5: ParallelGPT with a CUDA stream per path against gpt at equal parameters:
+#              training (worker) and batch-1 KV-cache decoding, both paths and pgpt-1 (drop a path).
 #   nccl       after `ladder`: one of its runs again, as one plain process and under `mpirun -np 1` (the
 #              NCCL data-parallel path with world size 1); same losses, and the step-time overhead of
 #              the bucketed all-reduce (bench/results/gpu_nccl.md).
@@ -65,7 +66,7 @@ build() {
     { tail -30 "$LOG/configure.log"; exit 1; }
   say "building isoflop, isoflopd, isoflop-worker, worker_gpu_test"
   local t0=$SECONDS
-  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker worker_gpu_test isoflop-ffn-bench isoflop-decode-bench \
+  cmake --build "$BUILD" -j"$(nproc)" --target isoflop isoflopd isoflop-worker worker_gpu_test isoflop-ffn-bench isoflop-decode-bench isoflop-lm-decode-bench \
     >"$LOG/build.log" 2>&1 || { grep -B2 -A12 -m3 'error' "$LOG/build.log"; exit 1; }
   echo "built in $((SECONDS - t0)) s"
 }
@@ -236,6 +237,12 @@ check_pgpt() {
   ISOFLOP_SPEED_SWEEP="$ROOT/bench/gpu/pgpt_speed.yaml" ISOFLOP_SPEED_WORKER="graph streams" \
     ISOFLOP_SPEED_TORCH="" "$ROOT/bench/gpu/speed.sh" "$BUILD" "$LOG/pgpt" 40
   cp "$LOG/pgpt/speed.md" "$LOG/pgpt.md"
+  say "pgpt decoding: gpt, pgpt (one stream, a stream per path) and pgpt-1, batch 1, KV cache"
+  "$BUILD/worker/isoflop-lm-decode-bench" --check --device cuda | tee "$LOG/pgpt_decode.jsonl"
+  for shape in "--layers 12 --d 768 --heads 12" "--layers 6 --d 384 --heads 6"; do
+    # shellcheck disable=SC2086
+    "$BUILD/worker/isoflop-lm-decode-bench" $shape | tee -a "$LOG/pgpt_decode.jsonl"
+  done
 }
 
 main() {

@@ -228,6 +228,34 @@ std::vector<Variant> AllVariants() {
 
 class EveryVariant : public ::testing::TestWithParam<Variant> {};
 
+// Decoding one position at a time through the KV caches gives, at every position, the full
+// forward's logits of the prefix (the last row of forward(idx[:, :t + 1])).
+void ExpectCachedDecodingMatchesForward(LanguageModelImpl& model, int64_t steps) {
+  const ModelSpec& spec = model.spec();
+  const torch::Tensor idx = RandomTokens(2, steps, spec.vocab_size, 13);
+  const torch::Tensor full = model.forward(idx);  // (2, steps, V)
+  DecodeState state = model.NewDecodeState(steps);
+  for (int64_t t = 0; t < steps; ++t) {
+    const torch::Tensor logits = model.DecodeStep(idx.narrow(1, t, 1), state);  // (2, V)
+    ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{2, spec.vocab_size}));
+    EXPECT_TRUE(torch::allclose(logits, full.select(1, t), 1e-4, 1e-5))
+        << "position " << t << ": max difference "
+        << (logits - full.select(1, t)).abs().max().item<double>();
+  }
+  EXPECT_EQ(state.at.pos.item<int64_t>(), steps);
+}
+
+TEST_P(EveryVariant, CachedDecodingEqualsTheFullForward) {
+  const auto model = Build(GetParam().spec);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  if (!model->CanDecode()) {  // cgpt with conv_kernel > 1
+    EXPECT_THROW(model->NewDecodeState(8), c10::Error);
+    return;
+  }
+  ExpectCachedDecodingMatchesForward(*model, model->spec().seq_len);
+}
+
 TEST_P(EveryVariant, ParametersAreExactlyTheAccountants) {
   const ModelSpec& spec = GetParam().spec;
   ASSERT_TRUE(spec.Validate().ok()) << spec.Validate().ToString();
@@ -435,6 +463,21 @@ TEST(ParallelGpt, SinglePathInferenceRunsTheHeaviestPathThroughLnF) {
   model->mix.fill_(-1.0);                                                         // s = 0.27
   EXPECT_TRUE(torch::allclose(model->forward(idx), path_logits(1), 1e-5, 1e-6));
   EXPECT_FALSE(torch::allclose(mixed, path_logits(0), 1e-3, 1e-3));
+}
+
+// pgpt-1 decoding runs the path its state chose (the heaviest when the state was made).
+TEST(ParallelGpt, SinglePathDecodingEqualsSinglePathForward) {
+  auto model = std::dynamic_pointer_cast<ParallelGptImpl>(Build(TwoPathSpec()));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  model->set_single_path(true);
+  EXPECT_EQ(model->NewDecodeState(4).path, 0);  // s = 0.62
+  model->mix.fill_(-1.0);                       // s = 0.27
+  EXPECT_EQ(model->NewDecodeState(4).path, 1);
+  ExpectCachedDecodingMatchesForward(*model, 12);
+  model->set_single_path(false);
+  EXPECT_EQ(model->NewDecodeState(4).path, -1);
+  ExpectCachedDecodingMatchesForward(*model, 12);
 }
 
 }  // namespace

@@ -16,8 +16,12 @@ if(TARGET isoflop_runtime)
   target_precompile_headers(worker_gpu_test REUSE_FROM isoflop_models)
 endif()
 
-# The decode benchmark's own correctness check (cached greedy decoding = the full forward), on the CPU.
+# The decode benchmarks' own correctness checks (cached greedy decoding = the full forward), on the CPU.
 if(TARGET isoflop-decode-bench)
   add_test(NAME decode_bench_check COMMAND isoflop-decode-bench --check --device cpu)
   set_tests_properties(decode_bench_check PROPERTIES LABELS unit TIMEOUT 120)
+endif()
+if(TARGET isoflop-lm-decode-bench)
+  add_test(NAME lm_decode_bench_check COMMAND isoflop-lm-decode-bench --check --device cpu)
+  set_tests_properties(lm_decode_bench_check PROPERTIES LABELS unit TIMEOUT 120)
 endif()

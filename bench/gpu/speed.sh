@@ -11,7 +11,7 @@
 #   torch-compile  bench/gpu/gpt_reference.py --mode compile (unless ISOFLOP_SPEED_NO_REFERENCE=1)
 #   torch-eager    bench/gpu/gpt_reference.py --mode eager
 # ISOFLOP_SPEED_WORKER (default "graph eager"; also "streams": pgpt with a CUDA stream per path) and
-# ISOFLOP_SPEED_TORCH (default "compile eager"; empty: none) pick the measurements, ISOFLOP_SPEED_SWEEP
+# ISOFLOP_SPEED_TORCH (default "compile eager"; set but empty: none) pick the measurements, ISOFLOP_SPEED_SWEEP
 # another sweep file (bench/gpu/pgpt_speed.yaml).
 # one after another on the same GPU, and writes OUT_DIR/speed.jsonl (one record per measurement) and
 # OUT_DIR/speed.md (bench/gpu/speed_summary.py: tokens/s, MFU, peak memory, ratios to the peers).
@@ -29,7 +29,7 @@ names=("$@")
 : >"$OUT/speed.jsonl"
 for name in "${names[@]}"; do
   config="$CONFIGS/$name.json"
-  for mode in ${ISOFLOP_SPEED_WORKER:-graph eager}; do
+  for mode in ${ISOFLOP_SPEED_WORKER-graph eager}; do
     dir="/tmp/isoflop-speed/$name-$mode"
     rm -rf "$dir"
     flags=(--stop-after-steps "$STEPS")
@@ -63,7 +63,7 @@ PY
     tail -1 "$OUT/speed.jsonl"
   done
   if [ "${ISOFLOP_SPEED_NO_REFERENCE:-0}" != 1 ]; then
-    for mode in ${ISOFLOP_SPEED_TORCH:-compile eager}; do
+    for mode in ${ISOFLOP_SPEED_TORCH-compile eager}; do
       python3 "$ROOT/bench/gpu/gpt_reference.py" --config "$config" --mode "$mode" \
         --steps "$((STEPS - 20 > 10 ? STEPS - 20 : 10))" 2>"$OUT/$name-torch-$mode.log" |
         python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["peer"]="torch-"+r.pop("mode"); r["config"]=sys.argv[1]; print(json.dumps(r))' "$name" \

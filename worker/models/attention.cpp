@@ -19,6 +19,14 @@ torch::Tensor RotaryImpl::forward(const torch::Tensor& x) {
   return torch::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);              // rotate (x1_i, x2_i)
 }
 
+torch::Tensor RotaryImpl::At(const torch::Tensor& x, const torch::Tensor& pos) {
+  const int64_t half = x.size(3) / 2;
+  const torch::Tensor c = cos.index_select(0, pos).to(x.dtype());  // (1, hs/2): cos(pos theta_i)
+  const torch::Tensor s = sin.index_select(0, pos).to(x.dtype());
+  const torch::Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);  // (B, nh, 1, hs/2) each
+  return torch::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
+}
+
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, int64_t n_head, int64_t n_kv_head,
                               RotaryImpl* rotary) {
@@ -35,6 +43,31 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,
       qh, kh, vh, /*attn_mask=*/{}, /*dropout_p=*/0.0, /*is_causal=*/true, /*scale=*/std::nullopt,
       /*enable_gqa=*/n_kv_head != n_head);
   return y.transpose(1, 2).reshape({B, T, n_head * hs});  // (B, nh, T, hs) -> (B, T, a)
+}
+
+torch::Tensor CachedAttention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, int64_t n_head, int64_t n_kv_head,
+                              RotaryImpl* rotary, KvCache& cache, const DecodePosition& at) {
+  const int64_t B = q.size(0), hs = q.size(2) / n_head, capacity = at.mask.size(-1);
+  TORCH_CHECK(q.size(1) == 1, "CachedAttention decodes one position at a time, got ", q.sizes());
+  torch::Tensor qh = q.view({B, n_head, 1, hs});     // (B, 1, a) -> (B, nh, 1, hs)
+  torch::Tensor kh = k.view({B, n_kv_head, 1, hs});  // (B, 1, e) -> (B, nkv, 1, hs)
+  const torch::Tensor vh = v.view({B, n_kv_head, 1, hs});
+  if (rotary != nullptr) {
+    qh = rotary->At(qh, at.pos);
+    kh = rotary->At(kh, at.pos);
+  }
+  if (!cache.k.defined()) {
+    cache.k = torch::zeros({B, n_kv_head, capacity, hs}, kh.options());
+    cache.v = torch::zeros({B, n_kv_head, capacity, hs}, vh.options());
+  }
+  cache.k.index_copy_(2, at.pos, kh.to(cache.k.dtype()));  // K[:, :, pos] = k
+  cache.v.index_copy_(2, at.pos, vh.to(cache.v.dtype()));  // V[:, :, pos] = v
+  // softmax(q K^T / sqrt(hs) + mask) V over positions 0..pos: (B, nh, 1, hs)
+  const torch::Tensor y = torch::scaled_dot_product_attention(
+      qh.to(cache.k.dtype()), cache.k, cache.v, at.mask, /*dropout_p=*/0.0, /*is_causal=*/false,
+      /*scale=*/std::nullopt, /*enable_gqa=*/n_kv_head != n_head);
+  return y.reshape({B, 1, n_head * hs}).to(q.dtype());
 }
 
 CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelSpec& spec,
@@ -60,6 +93,15 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const torch::Tensor y = CausalAttention(qkv[0], qkv[1], qkv[2], n_head, n_kv_head,
                                           rotary.is_empty() ? nullptr : rotary.get());
   return c_proj(y);  // (B, T, a) -> (B, T, d)
+}
+
+torch::Tensor CausalSelfAttentionImpl::Decode(const torch::Tensor& x, KvCache& cache,
+                                              const DecodePosition& at) {
+  const auto qkv =
+      c_attn(x).split_with_sizes({attn_width, kv_width, kv_width}, -1);  // (B, 1, a|e|e)
+  const torch::Tensor y = CachedAttention(qkv[0], qkv[1], qkv[2], n_head, n_kv_head,
+                                          rotary.is_empty() ? nullptr : rotary.get(), cache, at);
+  return c_proj(y);  // (B, 1, a) -> (B, 1, d)
 }
 
 }  // namespace isoflop

@@ -16,6 +16,8 @@ namespace isoflop {
 struct RotaryImpl : torch::nn::Module {
   RotaryImpl(int64_t head_dim, int64_t max_seq_len, double base);
   torch::Tensor forward(const torch::Tensor& x);  // (B, nh, T, hs) -> (B, nh, T, hs)
+  // One position given as a device scalar: (B, nh, 1, hs) turned by pos * theta_i.
+  torch::Tensor At(const torch::Tensor& x, const torch::Tensor& pos);
 
   torch::Tensor cos;  // (max_seq_len, hs/2): cos(t theta_i)
   torch::Tensor sin;  // (max_seq_len, hs/2): sin(t theta_i)
@@ -29,12 +31,32 @@ torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, int64_t n_head, int64_t n_kv_head,
                               RotaryImpl* rotary);
 
+// Incremental decoding: one new position per call, attending to the keys and values of every
+// earlier position, kept per attention layer. The position is a device scalar and every buffer has
+// a fixed address, so a decode step runs without host synchronisation and can be captured as a CUDA
+// graph (the caller's first, uncaptured step allocates the caches).
+struct DecodePosition {
+  torch::Tensor pos;   // (1) int64: the position this step writes and attends from
+  torch::Tensor mask;  // (1, 1, 1, capacity) bool: true at positions 0..pos
+};
+struct KvCache {
+  torch::Tensor k, v;  // (B, nkv, capacity, hs) each; allocated by the first step
+};
+
+// CausalAttention for the one position `at.pos`: q (B, 1, nh*hs), k and v (B, 1, nkv*hs) ->
+// (B, 1, nh*hs). Writes k and v (k turned by `rotary`) into `cache` at pos first.
+torch::Tensor CachedAttention(const torch::Tensor& q, const torch::Tensor& k,
+                              const torch::Tensor& v, int64_t n_head, int64_t n_kv_head,
+                              RotaryImpl* rotary, KvCache& cache, const DecodePosition& at);
+
 // The attention of a pre-LN block (gpt, pgpt, lgpt, cgpt): one fused projection c_attn to q (a), k
 // and v (e each), then c_proj back to the block width. Unfused, the same weights are the
 // accountant's q, k, v and o matrices (accountant.cpp AddAttention).
 struct CausalSelfAttentionImpl : torch::nn::Module {
   CausalSelfAttentionImpl(const ModelSpec& spec, const ModelSpec::BlockShape& shape);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, d) -> (B, T, d)
+  // One decoding position: (B, 1, d) -> (B, 1, d), through `cache` (CachedAttention).
+  torch::Tensor Decode(const torch::Tensor& x, KvCache& cache, const DecodePosition& at);
 
   int64_t n_head, n_kv_head, attn_width, kv_width;
   torch::nn::Linear c_attn{nullptr};  // (a + 2e, d)

@@ -15,6 +15,19 @@ torch::Tensor BlockImpl::forward(torch::Tensor x) {
   return x;
 }
 
+torch::Tensor BlockImpl::Decode(torch::Tensor x, KvCache& cache, const DecodePosition& at) {
+  x = x + attn->Decode(ln_1(x), cache, at);  // (B, 1, d)
+  x = x + mlp(ln_2(x));                      // (B, 1, d)
+  return x;
+}
+
+torch::Tensor DecodeBlocks(const torch::nn::ModuleListImpl& blocks, torch::Tensor x,
+                           KvCache* caches, const DecodePosition& at) {
+  for (size_t i = 0; i < blocks.size(); ++i)
+    x = blocks[i]->as<BlockImpl>()->Decode(x, caches[i], at);
+  return x;
+}
+
 torch::Tensor RunBlocks(const torch::nn::ModuleListImpl& blocks, torch::Tensor x) {
   for (const auto& block : blocks) x = block->as<BlockImpl>()->forward(x);
   return x;
@@ -29,6 +42,10 @@ torch::Tensor GptImpl::Body(const torch::Tensor& idx) {
   torch::Tensor x = Embed(idx);  // (B, T) -> (B, T, d)
   x = RunBlocks(*blocks, x);     // (B, T, d)
   return x;                      // (B, T, d_final)
+}
+
+torch::Tensor GptImpl::DecodeBody(const torch::Tensor& x0, DecodeState& state) {
+  return DecodeBlocks(*blocks, x0, state.caches.data(), state.at);  // (B, 1, d)
 }
 
 }  // namespace isoflop

@@ -45,6 +45,30 @@ torch::Tensor LanguageModelImpl::Embed(const torch::Tensor& idx) {
   return x;
 }
 
+DecodeState LanguageModelImpl::NewDecodeState(int64_t capacity) {
+  TORCH_CHECK(CanDecode(), "this architecture cannot decode with a KV cache");
+  TORCH_CHECK(capacity >= 1 && capacity <= spec_.seq_len, "decode capacity must be in [1, ",
+              spec_.seq_len, "], got ", capacity);
+  const auto ids = torch::TensorOptions().device(wte->weight.device()).dtype(torch::kInt64);
+  DecodeState state;
+  state.positions = torch::arange(capacity, ids);
+  state.at.pos = torch::zeros({1}, ids);
+  state.at.mask = torch::zeros({1, 1, 1, capacity}, ids.dtype(torch::kBool));
+  state.caches.resize(static_cast<size_t>(spec_.n_layer));
+  return state;
+}
+
+torch::Tensor LanguageModelImpl::DecodeStep(const torch::Tensor& token, DecodeState& state) {
+  TORCH_CHECK(token.dim() == 2 && token.size(1) == 1, "token must be (B, 1), got ", token.sizes());
+  // mask[t] = t <= pos: this position attends to itself and every earlier one.
+  torch::le_out(state.at.mask, state.positions.view({1, 1, 1, -1}), state.at.pos);
+  torch::Tensor x = wte(token);                                // (B, 1) -> (B, 1, d)
+  if (wpe) x = x + wpe->weight.index_select(0, state.at.pos);  // + (1, d): position pos
+  const torch::Tensor logits = Unembed(DecodeBody(x, state));  // (B, 1, V)
+  state.at.pos.add_(1);
+  return logits.select(1, 0);  // (B, V)
+}
+
 const torch::Tensor& LanguageModelImpl::HeadWeight() const {
   return lm_head ? lm_head->weight : wte->weight;
 }

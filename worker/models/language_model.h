@@ -15,8 +15,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "common/model_spec.h"
+#include "worker/models/attention.h"
 
 namespace isoflop {
 
@@ -34,6 +36,15 @@ struct LayerNormImpl : torch::nn::Module {
 };
 TORCH_MODULE(LayerNorm);
 
+// The state of a batch of sequences decoded one position at a time (LanguageModelImpl::DecodeStep):
+// the position as a device scalar and one key/value cache per attention layer, at fixed addresses.
+struct DecodeState {
+  DecodePosition at;            // pos starts at 0; DecodeStep advances it
+  torch::Tensor positions;      // (capacity) int64: 0 .. capacity-1, for the mask
+  std::vector<KvCache> caches;  // one per block, in the model's block order (pgpt: path-major)
+  int64_t path = -1;            // pgpt-1: the only path that runs; -1: every path
+};
+
 class LanguageModelImpl : public torch::nn::Module {
  public:
   // idx (B, T) int64, T <= spec().seq_len -> logits (B, T, vocab_size).
@@ -45,6 +56,18 @@ class LanguageModelImpl : public torch::nn::Module {
   torch::Tensor Loss(const torch::Tensor& idx, const torch::Tensor& targets);
 
   const ModelSpec& spec() const { return spec_; }
+
+  // Incremental decoding with a KV cache: every architecture except cgpt with conv_kernel > 1,
+  // whose convolution would need a cache of its own.
+  virtual bool CanDecode() const { return true; }
+  // A state for sequences of at most `capacity` <= seq_len positions, at position 0, on the
+  // model's device. The caches are allocated by the first DecodeStep, in its activations' dtype.
+  virtual DecodeState NewDecodeState(int64_t capacity);
+  // Feeds token (B, 1) int64 at position state.at.pos and returns the next-token logits (B, V),
+  // then advances the position: forward(prefix)[:, -1] computed from the cached earlier positions.
+  // Device operations only, so that a step can be captured as a CUDA graph once the caches exist.
+  // The caller keeps pos below the capacity.
+  torch::Tensor DecodeStep(const torch::Tensor& token, DecodeState& state);
 
   // Self-guided training (papers.md 3.4): the blend weight alpha of every structured FFN linear's
   // dense guide, o = alpha W x + (1 - alpha) U(V x) + b. The trainer sets it once per optimizer
@@ -73,6 +96,8 @@ class LanguageModelImpl : public torch::nn::Module {
 
   // Each architecture's own part: idx (B, T) -> the last hidden state (B, T, d_final), before ln_f.
   virtual torch::Tensor Body(const torch::Tensor& idx) = 0;
+  // Body for one position through the caches: the embedded x0 (B, 1, d_model) -> (B, 1, d_final).
+  virtual torch::Tensor DecodeBody(const torch::Tensor& x0, DecodeState& state) = 0;
 
   torch::Tensor Embed(const torch::Tensor& idx);  // (B, T) -> (B, T, d_model)
   torch::Tensor Unembed(const torch::Tensor& x);  // (B, T, d_final) -> (B, T, V)

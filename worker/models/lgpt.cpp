@@ -31,17 +31,31 @@ LinearGptImpl::LinearGptImpl(const ModelSpec& spec) : LanguageModelImpl(spec) {
   }
 }
 
+torch::Tensor LinearGptImpl::Halve(int64_t stage, const torch::Tensor& x) {
+  const auto& map = halve[stage];
+  return spec_.arch == Arch::kCgpt ? map->as<CausalConv1dImpl>()->forward(x)
+                                   : map->as<torch::nn::LinearImpl>()->forward(x);
+}
+
 torch::Tensor LinearGptImpl::Body(const torch::Tensor& idx) {
   torch::Tensor x = Embed(idx);  // (B, T) -> (B, T, d)
   for (size_t i = 0; i < blocks->size(); ++i) {
     x = blocks[i]->as<BlockImpl>()->forward(x);  // (B, T, d_s)
     if ((i + 1) % spec_.blocks_per_stage != 0) continue;
-    const auto& map = halve[(i + 1) / spec_.blocks_per_stage - 1];
-    // (B, T, d_s) -> (B, T, d_s / 2)
-    x = spec_.arch == Arch::kCgpt ? map->as<CausalConv1dImpl>()->forward(x)
-                                  : map->as<torch::nn::LinearImpl>()->forward(x);
+    x = Halve((i + 1) / spec_.blocks_per_stage - 1, x);  // (B, T, d_s) -> (B, T, d_s / 2)
   }
   return x;  // (B, T, d_final)
+}
+
+torch::Tensor LinearGptImpl::DecodeBody(const torch::Tensor& x0, DecodeState& state) {
+  TORCH_CHECK(CanDecode(), "cgpt with conv_kernel > 1 cannot decode with a KV cache");
+  torch::Tensor x = x0;  // (B, 1, d)
+  for (size_t i = 0; i < blocks->size(); ++i) {
+    x = blocks[i]->as<BlockImpl>()->Decode(x, state.caches[i], state.at);  // (B, 1, d_s)
+    if ((i + 1) % spec_.blocks_per_stage != 0) continue;
+    x = Halve((i + 1) / spec_.blocks_per_stage - 1, x);  // per position: (B, 1, d_s / 2)
+  }
+  return x;  // (B, 1, d_final)
 }
 
 }  // namespace isoflop

@@ -32,9 +32,18 @@ TORCH_MODULE(CausalConv1d);
 struct LinearGptImpl : LanguageModelImpl {
   explicit LinearGptImpl(const ModelSpec& spec);          // spec.arch is lgpt or cgpt
   torch::Tensor Body(const torch::Tensor& idx) override;  // (B, T) -> (B, T, d_final)
+  // A causal convolution over k > 1 positions would need a cache of its k - 1 inputs.
+  bool CanDecode() const override { return spec_.arch != Arch::kCgpt || spec_.conv_kernel == 1; }
 
   torch::nn::ModuleList blocks{nullptr};  // n_layer Blocks, at their stage's width
   torch::nn::ModuleList halve{nullptr};   // one map per stage: Linear (lgpt) or CausalConv1d (cgpt)
+
+ protected:
+  torch::Tensor DecodeBody(const torch::Tensor& x0, DecodeState& state) override;
+
+ private:
+  // x (B, T, d_s) through the halving map that ends stage `stage`: (B, T, d_s / 2).
+  torch::Tensor Halve(int64_t stage, const torch::Tensor& x);
 };
 
 }  // namespace isoflop

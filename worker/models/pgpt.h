@@ -16,6 +16,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <vector>
 
 #include "common/model_spec.h"
@@ -27,6 +28,8 @@ namespace isoflop {
 struct ParallelGptImpl : LanguageModelImpl {
   explicit ParallelGptImpl(const ModelSpec& spec);
   torch::Tensor Body(const torch::Tensor& idx) override;  // (B, T) -> (B, T, d_final)
+  // pgpt-1 decoding picks its path here, once: DecodeStep itself stays free of host reads.
+  DecodeState NewDecodeState(int64_t capacity) override;
 
   // (paths): the mixing weight of each path, positive and summing to 1.
   torch::Tensor MixingWeights();
@@ -36,6 +39,7 @@ struct ParallelGptImpl : LanguageModelImpl {
   // On a CUDA device, run each path on a stream of its own (forked from and joined back into the
   // caller's stream; autograd runs each path's backward on the same stream), so that the paths'
   // kernels can overlap where one path alone leaves the GPU idle. Same arithmetic either way.
+  // Applies to training, evaluation and decoding alike.
   void set_path_streams(bool on) { path_streams_ = on; }
   bool path_streams() const { return path_streams_; }
 
@@ -43,10 +47,17 @@ struct ParallelGptImpl : LanguageModelImpl {
   torch::nn::ModuleList paths{nullptr};     // `paths` ModuleLists of n_layer / paths Blocks
   torch::Tensor mix;                        // (1) for two paths, else (paths): the logits w
 
+ protected:
+  torch::Tensor DecodeBody(const torch::Tensor& x0, DecodeState& state) override;
+
  private:
-  // (B, T, d) x0 -> every path's output, each on its own CUDA stream.
-  std::vector<torch::Tensor> RunPathsOnStreams(const torch::Tensor& x0);
+  using PathFn = std::function<torch::Tensor(int64_t p)>;  // path p's output from the shared x0
+  // Every path's output, each path on its own CUDA stream when path_streams() and x0 is on CUDA.
+  std::vector<torch::Tensor> RunPaths(const torch::Tensor& x0, const PathFn& path);
+  std::vector<torch::Tensor> RunPathsOnStreams(const torch::Tensor& x0, const PathFn& path);
   torch::Tensor RunPath(int64_t p, const torch::Tensor& x0);  // (B, T, d) -> (B, T, d)
+  // y = sum_p m_p x_p: (B, T, d) each -> (B, T, d).
+  torch::Tensor Mix(const std::vector<torch::Tensor>& outputs);
 
   bool single_path_ = false;
   bool path_streams_ = false;

@@ -27,15 +27,31 @@ SkiplessBlockImpl::SkiplessBlockImpl(const ModelSpec& spec, const ModelSpec::Blo
   }
 }
 
+torch::Tensor SkiplessBlockImpl::Apply(const torch::Tensor& x, const AttendFn& attend) {
+  const torch::Tensor query = q ? q(x) : x;     // x Q: (B, T, d)
+  const torch::Tensor key = k ? k(x) : x;       // x K: (B, T, e)
+  const torch::Tensor value = v ? v(x) : x;     // x V: (B, T, e)
+  torch::Tensor a = attend(query, key, value);  // MHA(x Q, x K, x V): (B, T, d)
+  if (p) a = p(a);                              // a P
+  return parallel ? a + mlp(x)                  // MHA(...) P + act(x M) O
+                  : mlp(a);                     // act((a P) M) O
+}
+
 torch::Tensor SkiplessBlockImpl::forward(const torch::Tensor& x) {
-  const torch::Tensor query = q ? q(x) : x;  // x Q: (B, T, d)
-  const torch::Tensor key = k ? k(x) : x;    // x K: (B, T, e)
-  const torch::Tensor value = v ? v(x) : x;  // x V: (B, T, e)
   RotaryImpl* rope = rotary.is_empty() ? nullptr : rotary.get();
-  torch::Tensor a = CausalAttention(query, key, value, n_head, n_kv_head, rope);  // (B, T, d)
-  if (p) a = p(a);                                                                // a P
-  return parallel ? a + mlp(x)  // MHA(...) P + act(x M) O
-                  : mlp(a);     // act((a P) M) O
+  return Apply(
+      x, [&](const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value) {
+        return CausalAttention(query, key, value, n_head, n_kv_head, rope);
+      });
+}
+
+torch::Tensor SkiplessBlockImpl::Decode(const torch::Tensor& x, KvCache& cache,
+                                        const DecodePosition& at) {
+  RotaryImpl* rope = rotary.is_empty() ? nullptr : rotary.get();
+  return Apply(
+      x, [&](const torch::Tensor& query, const torch::Tensor& key, const torch::Tensor& value) {
+        return CachedAttention(query, key, value, n_head, n_kv_head, rope, cache, at);
+      });
 }
 
 SkiplessGptImpl::SkiplessGptImpl(const ModelSpec& spec) : LanguageModelImpl(spec) {
@@ -47,6 +63,12 @@ torch::Tensor SkiplessGptImpl::Body(const torch::Tensor& idx) {
   torch::Tensor x = Embed(idx);                                              // (B, T) -> (B, T, d)
   for (const auto& b : *blocks) x = b->as<SkiplessBlockImpl>()->forward(x);  // (B, T, d)
   return x;                                                                  // (B, T, d_final)
+}
+
+torch::Tensor SkiplessGptImpl::DecodeBody(const torch::Tensor& x0, DecodeState& state) {
+  torch::Tensor x = x0;  // (B, 1, d)
+  for (size_t i = 0; i < blocks->size(); ++i) x = block(i).Decode(x, state.caches[i], state.at);
+  return x;  // (B, 1, d_final)
 }
 
 }  // namespace isoflop

@@ -18,6 +18,8 @@
 
 #include <torch/torch.h>
 
+#include <functional>
+
 #include "common/model_spec.h"
 #include "worker/models/attention.h"
 #include "worker/models/ffn.h"
@@ -28,6 +30,8 @@ namespace isoflop {
 struct SkiplessBlockImpl : torch::nn::Module {
   SkiplessBlockImpl(const ModelSpec& spec, const ModelSpec::BlockShape& shape);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, d) -> (B, T, d)
+  // One decoding position: (B, 1, d) -> (B, 1, d), attending through `cache`.
+  torch::Tensor Decode(const torch::Tensor& x, KvCache& cache, const DecodePosition& at);
 
   bool parallel;
   int64_t n_head, n_kv_head;
@@ -37,6 +41,12 @@ struct SkiplessBlockImpl : torch::nn::Module {
   torch::nn::Linear p{nullptr};  // P: d -> d; null when removed
   Mlp mlp{nullptr};              // M = mlp.c_fc, O = mlp.c_proj
   Rotary rotary{nullptr};        // null with learned positions
+
+ private:
+  // The block around its attention core, which `attend` computes from (query, key, value).
+  using AttendFn = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&,
+                                               const torch::Tensor&)>;
+  torch::Tensor Apply(const torch::Tensor& x, const AttendFn& attend);
 };
 TORCH_MODULE(SkiplessBlock);
 
@@ -47,6 +57,9 @@ struct SkiplessGptImpl : LanguageModelImpl {
   SkiplessBlockImpl& block(int64_t i) { return *blocks[i]->as<SkiplessBlockImpl>(); }
 
   torch::nn::ModuleList blocks{nullptr};  // n_layer SkiplessBlocks
+
+ protected:
+  torch::Tensor DecodeBody(const torch::Tensor& x0, DecodeState& state) override;
 };
 
 }  // namespace isoflop

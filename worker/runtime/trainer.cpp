@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <unordered_set>
 
@@ -547,6 +548,7 @@ Status Trainer::TrainStep(TrainingObserver* observer, torch::Tensor* loss,
       step_graph_.reset();
       optimizer_->ZeroGrad();  // whatever the aborted capture left in .grad is not a gradient
     } else {
+      step_graph_captured_ = true;
       spdlog::info("training step captured as a CUDA graph at step {}", step_ + 1);
     }
   }
@@ -743,18 +745,26 @@ Status Trainer::WriteSample() {
   if (plan_.guided_steps > 0) model_->set_alpha(GuideAlphaAt(step_));
   EvalModeScope eval_mode(*model_);
   std::vector<int64_t> ids = {vocab->eot};
+  // The first seq_len positions decode through the KV caches, one position per step; past them the
+  // window slides and each token needs the full forward of the last seq_len.
+  std::optional<DecodeState> cache;
+  if (model_->CanDecode()) cache = model_->NewDecodeState(plan_.seq_len);
   for (int64_t i = 0; i < options_.sample_tokens; ++i) {
-    const int64_t context = std::min<int64_t>(static_cast<int64_t>(ids.size()), plan_.seq_len);
-    const torch::Tensor idx =
-        torch::tensor(std::vector<int64_t>(ids.end() - context, ids.end()), torch::kInt64)
-            .view({1, context})
-            .to(device_.device);
-    torch::Tensor logits;
-    {
-      AutocastScope autocast(bf16_autocast_, device_.device.type());
-      logits = model_->forward(idx);  // (1, context, V)
+    const int64_t n = static_cast<int64_t>(ids.size());
+    AutocastScope autocast(bf16_autocast_, device_.device.type());
+    torch::Tensor next;  // (V): the logits after the last token
+    if (cache && n <= plan_.seq_len) {
+      const torch::Tensor token = torch::tensor({ids.back()}, torch::kInt64).view({1, 1});
+      next = model_->DecodeStep(token.to(device_.device), *cache)[0];
+    } else {
+      const int64_t context = std::min<int64_t>(n, plan_.seq_len);
+      const torch::Tensor idx =
+          torch::tensor(std::vector<int64_t>(ids.end() - context, ids.end()), torch::kInt64)
+              .view({1, context})
+              .to(device_.device);
+      next = model_->forward(idx)[0][context - 1];  // (1, context, V) -> (V)
     }
-    ids.push_back(logits[0][context - 1].argmax().item<int64_t>());
+    ids.push_back(next.argmax().item<int64_t>());
   }
   std::ostringstream out;
   for (size_t i = 1; i < ids.size(); ++i) out << (i > 1 ? " " : "") << ids[i];

@@ -112,8 +112,9 @@ class Trainer {
   };
 
   const TrainingPlan& plan() const { return plan_; }
-  // Whether steps are replayed from a captured CUDA graph (true from the capture on).
-  bool uses_step_graph() const { return step_graph_ && step_graph_->captured(); }
+  // Whether steps are replayed from a captured CUDA graph: true from the capture on, and still true
+  // after training has released the graph (before the final evaluation).
+  bool uses_step_graph() const { return step_graph_captured_; }
   const DeviceInfo& device() const { return device_; }
   LanguageModelImpl& model() { return *model_; }
 
@@ -163,6 +164,7 @@ class Trainer {
   // Eager steps on the graph's stream before capture (PyTorch's whole-network capture recipe).
   static constexpr int64_t kGraphWarmupSteps = 3;
   std::unique_ptr<StepGraph> step_graph_;  // CUDA, one process, no self-guidance; null otherwise
+  bool step_graph_captured_ = false;       // a capture succeeded (step_graph_ may be gone since)
   int64_t graph_warmup_left_ = 0;
   std::optional<TokenStream> train_data_;
   std::optional<TokenStream> val_data_;  // absent when data.val is empty: no evaluation
