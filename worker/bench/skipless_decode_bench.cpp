@@ -22,8 +22,8 @@
 //   fused    one product for Q|K|V (K|V when Q is removed), one cache append for K|V, attention as
 //            two batched products per KV head around a softmax (no GQA expansion), torch::mm
 //   kernel   fused, on the worker's decode kernels (decode_ops.h): every matrix-vector product
-//            on the GEMV kernel, SwiGLU folded into the second FFN product, the cache append and
-//            the attention in one kernel
+//            on the GEMV kernel, SwiGLU's activation in one kernel, the cache append and the
+//            attention in one kernel
 // and, as the bound of each matvec implementation, a step of the weight products alone.
 //
 //   isoflop-decode-bench [--layers 32] [--d 4096] [--heads 32] [--kv-heads 8] [--ffn 14336]
@@ -113,8 +113,8 @@ torch::Tensor Linear(const torch::Tensor& x, const torch::Tensor& w, bool kernel
 // The block after attention: a (n, d) -> (n, d). y = (silu(a' M_g) * (a' M_u)) O, a' = a P.
 torch::Tensor Ffn(const Layer& l, const Shape& s, torch::Tensor a, bool kernel = false) {
   if (l.p.defined()) a = Linear(a, l.p, kernel);
-  const torch::Tensor h = Linear(a, l.m, kernel);  // (n, 2f)
-  if (kernel) return DecodeSwiGluMatVec(h, l.o);   // the activation inside the product
+  const torch::Tensor h = Linear(a, l.m, kernel);         // (n, 2f)
+  if (kernel) return DecodeMatVec(DecodeSwiGlu(h), l.o);  // the activation in one kernel
   return torch::mm(torch::silu(h.narrow(1, 0, s.ffn)) * h.narrow(1, s.ffn, s.ffn), l.o.t());
 }
 
@@ -183,7 +183,7 @@ void DecodeStep(const Model& model, DecodeState& st, Step step = Step::kTorch) {
   const bool matvec_only = step == Step::kMatVecOnly || step == Step::kKernelMatVecOnly;
   const torch::Tensor visible = (st.positions <= st.pos).view({1, 1, -1});  // attend to 0..pos
   torch::Tensor bias;
-  if (step != Step::kTorch && !matvec_only) {
+  if (step == Step::kFused) {
     bias = torch::zeros(visible.sizes(), model.wte.options())
                .masked_fill_(visible.logical_not(), -INFINITY);  // (1, 1, context)
   }
@@ -300,14 +300,11 @@ int Check(const torch::Device& device) {
       if (!(error < 1e-2)) ++failures;
     };
     const auto f64 = torch::kFloat64;
-    {  // SwiGLU folded into the product: (1, 2f) -> (1, d) at Mistral's f and d
-      const torch::Tensor h = torch::randn({1, 2 * 14336}, bf16),
-                          w = torch::randn({4096, 14336}, bf16);
-      const torch::Tensor h64 = h.to(f64);
-      const torch::Tensor act = (torch::silu(h.narrow(1, 0, 14336)) * h.narrow(1, 14336, 14336));
-      const torch::Tensor want = torch::mm(act.to(f64), w.to(f64).t());
-      const torch::Tensor got = DecodeSwiGluMatVec(h, w).to(f64);
-      report("swiglu-gemv", ((got - want).norm() / want.norm()).item<double>());
+    {  // SwiGLU's activation in one kernel against torch::silu and the multiply, at Mistral's f
+      const torch::Tensor h = torch::randn({1, 2 * 14336}, bf16);
+      const torch::Tensor want = torch::silu(h.narrow(1, 0, 14336)) * h.narrow(1, 14336, 14336);
+      const torch::Tensor got = DecodeSwiGlu(h);
+      report("swiglu", ((got.to(f64) - want.to(f64)).norm() / want.to(f64).norm()).item<double>());
     }
     {  // attention with the append, 32 query heads on 8 KV heads of 128, at position 300 of 512
       const int64_t H = 32, kv = 8, hs = 128, capacity = 512, p = 300;

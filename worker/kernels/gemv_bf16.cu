@@ -40,32 +40,6 @@ __device__ __forceinline__ float Dot8(uint4 a, uint4 b) {
 // One block per kRows rows; its threads stride over the columns together (thread t reads chunks
 // t, t + kThreads, ... of every row), so that a matrix of few rows still fills the GPU. Partial
 // sums reduce within each warp by shuffles, then across the warps in shared memory.
-// 8 inputs of the product from chunk c: x's, or with kSwiGlu silu(gate) * up from h = (gate | up),
-// each (chunks * 8) long, computed in float32 and rounded to bf16 as the unfused ops would round
-// it.
-template <bool kSwiGlu>
-__device__ __forceinline__ uint4 LoadInput(const uint4* __restrict__ x, int64_t c, int64_t chunks) {
-  if constexpr (!kSwiGlu) {
-    return __ldg(x + c);
-  } else {
-    const uint4 g = __ldg(x + c), u = __ldg(x + chunks + c);
-    const __nv_bfloat162* pg = reinterpret_cast<const __nv_bfloat162*>(&g);
-    const __nv_bfloat162* pu = reinterpret_cast<const __nv_bfloat162*>(&u);
-    uint4 out;
-    __nv_bfloat162* po = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 fg = __bfloat1622float2(pg[i]), fu = __bfloat1622float2(pu[i]);
-      // silu(g) = g / (1 + e^-g), rounded to bf16 first as torch::silu's output is
-      const float sx = __bfloat162float(__float2bfloat16(fg.x / (1.f + __expf(-fg.x))));
-      const float sy = __bfloat162float(__float2bfloat16(fg.y / (1.f + __expf(-fg.y))));
-      po[i] = __floats2bfloat162_rn(sx * fu.x, sy * fu.y);
-    }
-    return out;
-  }
-}
-
-template <bool kSwiGlu>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     GemvBf16Kernel(const uint4* __restrict__ w, const uint4* __restrict__ x,
                    __nv_bfloat16* __restrict__ y, int64_t rows, int64_t chunks) {
@@ -80,8 +54,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
   int64_t c = threadIdx.x;
   for (; c + kThreads < chunks; c += 2 * kThreads) {  // two chunks of every row per iteration
-    const uint4 x0 = LoadInput<kSwiGlu>(x, c, chunks);
-    const uint4 x1 = LoadInput<kSwiGlu>(x, c + kThreads, chunks);
+    const uint4 x0 = __ldg(x + c);
+    const uint4 x1 = __ldg(x + c + kThreads);
     uint4 w0[kRows], w1[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
@@ -92,7 +66,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     for (int r = 0; r < kRows; ++r) acc[r] += Dot8(w0[r], x0) + Dot8(w1[r], x1);
   }
   if (c < chunks) {
-    const uint4 x0 = LoadInput<kSwiGlu>(x, c, chunks);
+    const uint4 x0 = __ldg(x + c);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) acc[r] += Dot8(LoadStreaming(w + offset[r] + c), x0);
   }
@@ -113,28 +87,47 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
 }
 
-template <bool kSwiGlu>
-cudaError_t Launch(const uint16_t* w, const uint16_t* x, uint16_t* y, int64_t rows, int64_t cols,
-                   cudaStream_t stream) {
-  if (rows <= 0) return cudaSuccess;
-  if (cols % 8 != 0) return cudaErrorInvalidValue;
-  const auto blocks = static_cast<unsigned>((rows + kRows - 1) / kRows);
-  GemvBf16Kernel<kSwiGlu><<<blocks, kThreads, 0, stream>>>(
-      reinterpret_cast<const uint4*>(w), reinterpret_cast<const uint4*>(x),
-      reinterpret_cast<__nv_bfloat16*>(y), rows, cols / 8);
-  return cudaGetLastError();
+// out[j] = silu(h[j]) * h[f + j] for 8 consecutive j a thread.
+__global__ void SwiGluKernel(const uint4* __restrict__ h, uint4* __restrict__ out, int64_t chunks) {
+  const int64_t c = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+  if (c >= chunks) return;
+  const uint4 g = h[c], u = h[chunks + c];
+  const __nv_bfloat162* pg = reinterpret_cast<const __nv_bfloat162*>(&g);
+  const __nv_bfloat162* pu = reinterpret_cast<const __nv_bfloat162*>(&u);
+  uint4 result;
+  __nv_bfloat162* po = reinterpret_cast<__nv_bfloat162*>(&result);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 fg = __bfloat1622float2(pg[i]), fu = __bfloat1622float2(pu[i]);
+    // silu(g) = g / (1 + e^-g), rounded to bf16 as torch::silu's output is, then the product
+    const float sx = __bfloat162float(__float2bfloat16(fg.x / (1.f + __expf(-fg.x))));
+    const float sy = __bfloat162float(__float2bfloat16(fg.y / (1.f + __expf(-fg.y))));
+    po[i] = __floats2bfloat162_rn(sx * fu.x, sy * fu.y);
+  }
+  out[c] = result;
 }
 
 }  // namespace
 
 cudaError_t GemvBf16(const uint16_t* w, const uint16_t* x, uint16_t* y, int64_t rows, int64_t cols,
                      cudaStream_t stream) {
-  return Launch<false>(w, x, y, rows, cols, stream);
+  if (rows <= 0) return cudaSuccess;
+  if (cols % 8 != 0) return cudaErrorInvalidValue;
+  const auto blocks = static_cast<unsigned>((rows + kRows - 1) / kRows);
+  GemvBf16Kernel<<<blocks, kThreads, 0, stream>>>(
+      reinterpret_cast<const uint4*>(w), reinterpret_cast<const uint4*>(x),
+      reinterpret_cast<__nv_bfloat16*>(y), rows, cols / 8);
+  return cudaGetLastError();
 }
 
-cudaError_t GemvSwiGluBf16(const uint16_t* w, const uint16_t* h, uint16_t* y, int64_t rows,
-                           int64_t cols, cudaStream_t stream) {
-  return Launch<true>(w, h, y, rows, cols, stream);
+cudaError_t SwiGluBf16(const uint16_t* h, uint16_t* out, int64_t f, cudaStream_t stream) {
+  if (f <= 0) return cudaSuccess;
+  if (f % 8 != 0) return cudaErrorInvalidValue;
+  const int64_t chunks = f / 8;
+  const auto blocks = static_cast<unsigned>((chunks + 255) / 256);
+  SwiGluKernel<<<blocks, 256, 0, stream>>>(reinterpret_cast<const uint4*>(h),
+                                           reinterpret_cast<uint4*>(out), chunks);
+  return cudaGetLastError();
 }
 
 }  // namespace isoflop::kernels

@@ -19,10 +19,10 @@ torch::Tensor PlainMatVec(const torch::Tensor& x, const torch::Tensor& w) {
   return torch::mm(x.reshape({1, -1}), w.t());  // (1, in) x (in, out) -> (1, out)
 }
 
-torch::Tensor PlainSwiGluMatVec(const torch::Tensor& h, const torch::Tensor& w) {
-  const int64_t f = w.size(1);
+torch::Tensor PlainSwiGlu(const torch::Tensor& h) {
   const torch::Tensor x = h.reshape({1, -1});
-  return PlainMatVec(torch::silu(x.narrow(1, 0, f)) * x.narrow(1, f, f), w);
+  const int64_t f = x.size(1) / 2;
+  return torch::silu(x.narrow(1, 0, f)) * x.narrow(1, f, f);
 }
 
 torch::Tensor PlainAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -90,16 +90,14 @@ torch::Tensor DecodeMatVec(const torch::Tensor& x, const torch::Tensor& w) {
   return y;
 }
 
-torch::Tensor DecodeSwiGluMatVec(const torch::Tensor& h, const torch::Tensor& w) {
+torch::Tensor DecodeSwiGlu(const torch::Tensor& h) {
   const torch::Tensor hc = h.contiguous();
-  if (!KernelOperands({&hc, &w}) || w.size(1) % 8 != 0 || hc.numel() != 2 * w.size(1)) {
-    return PlainSwiGluMatVec(h, w);
-  }
-  torch::Tensor y = torch::empty({1, w.size(0)}, w.options());
-  const cudaError_t status =
-      kernels::GemvSwiGluBf16(Bits(w), Bits(hc), MutableBits(y), w.size(0), w.size(1), Stream(w));
-  TORCH_CHECK(status == cudaSuccess, "GemvSwiGluBf16: ", cudaGetErrorString(status));
-  return y;
+  const int64_t f = hc.numel() / 2;
+  if (!KernelOperands({&hc}) || f % 8 != 0) return PlainSwiGlu(h);
+  torch::Tensor out = torch::empty({1, f}, hc.options());
+  const cudaError_t status = kernels::SwiGluBf16(Bits(hc), MutableBits(out), f, Stream(hc));
+  TORCH_CHECK(status == cudaSuccess, "SwiGluBf16: ", cudaGetErrorString(status));
+  return out;
 }
 
 torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& k,
@@ -130,8 +128,8 @@ torch::Tensor DecodeMatVec(const torch::Tensor& x, const torch::Tensor& w) {
   return PlainMatVec(x, w);
 }
 
-torch::Tensor DecodeSwiGluMatVec(const torch::Tensor& h, const torch::Tensor& w) {
-  return PlainSwiGluMatVec(h, w);
+torch::Tensor DecodeSwiGlu(const torch::Tensor& h) {
+  return PlainSwiGlu(h);
 }
 
 torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& k,

@@ -18,8 +18,8 @@ bool DecodeKernelsAvailable(const torch::Device& device);
 // x (1, in) or (in), w (out, in) -> x W^T (1, out).
 torch::Tensor DecodeMatVec(const torch::Tensor& x, const torch::Tensor& w);
 
-// SwiGLU's second product: h (1, 2f) = (gate | up), w (out, f) -> (silu(gate) * up) W^T (1, out).
-torch::Tensor DecodeSwiGluMatVec(const torch::Tensor& h, const torch::Tensor& w);
+// SwiGLU's activation: h (1, 2f) = (gate | up) -> silu(gate) * up (1, f), in one kernel.
+torch::Tensor DecodeSwiGlu(const torch::Tensor& h);
 
 // Attention of the one position *pos against `cache`, after appending this position's key and
 // value to it: q (1, heads * hs), k and v (1, kv_heads * hs), cache (1, 2 kv_heads, capacity, hs)
