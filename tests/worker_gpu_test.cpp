@@ -1,6 +1,7 @@
 // The worker's CUDA-only paths, checked on a GPU (each test skips without one): the fused head and
-// cross-entropy (worker/models/lm_head_loss.h) against float64 on the CPU, and whole-step CUDA
-// graphs (worker/runtime/step_graph.h) against eager steps of the same run. cluster/gpu_checks.sh
+// cross-entropy (worker/models/lm_head_loss.h) and the LayerNorm kernel (fused_layer_norm.h)
+// against float64 on the CPU, and whole-step CUDA graphs (worker/runtime/step_graph.h) against
+// eager steps of the same run. cluster/gpu_checks.sh
 // builds and runs this binary on the GPU machine.
 #include <ATen/autocast_mode.h>
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "tests/worker_testing.h"
+#include "worker/models/fused_layer_norm.h"
 #include "worker/models/lm_head_loss.h"
 #include "worker/models/model_registry.h"
 #include "worker/runtime/trainer.h"
@@ -102,6 +104,47 @@ TEST(FusedLmHeadLoss, TrainingLossEqualsThePlainPathUnderAutocast) {
   at::autocast::set_autocast_enabled(at::kCUDA, false);
   at::autocast::clear_cache();
   EXPECT_NEAR(fused, plain, 1e-2 * plain);
+}
+
+// The LayerNorm kernel (float32 in, bf16 out under autocast) against torch::layer_norm in float64:
+// the output to bf16 rounding, the gradients of x, weight and bias to bf16-gradient precision.
+void CheckFusedLayerNorm(int64_t rows, int64_t width, bool with_bias) {
+  torch::manual_seed(static_cast<uint64_t>(rows + width));
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  torch::Tensor x = (torch::randn({rows, width}, cuda) * 3 + 1).requires_grad_();
+  torch::Tensor w = (torch::rand({width}, cuda) + 0.5).requires_grad_();
+  torch::Tensor b =
+      with_bias ? (torch::randn({width}, cuda) * 0.1).requires_grad_() : torch::Tensor();
+  const torch::Tensor upstream = torch::randn({rows, width}, cuda).to(torch::kBFloat16);
+
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  ASSERT_TRUE(FusedLayerNormApplies(x, w));
+  const torch::Tensor y = FusedLayerNorm(x, w, b, 1e-5);
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+  (y.to(torch::kFloat32) * upstream.to(torch::kFloat32)).sum().backward();
+
+  auto f64 = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat64); };
+  torch::Tensor x64 = f64(x).requires_grad_(), w64 = f64(w).requires_grad_();
+  torch::Tensor b64 = with_bias ? f64(b).requires_grad_() : torch::Tensor();
+  const torch::Tensor want = torch::layer_norm(x64, {width}, w64, b64, 1e-5);
+  (want * f64(upstream)).sum().backward();
+  EXPECT_LT(RelativeError(y, want.detach()), 1e-2) << rows << "x" << width;
+  EXPECT_LT(RelativeError(x.grad(), x64.grad()), 1e-3) << rows << "x" << width;
+  EXPECT_LT(RelativeError(w.grad(), w64.grad()), 1e-3) << rows << "x" << width;
+  if (with_bias) {
+    EXPECT_LT(RelativeError(b.grad(), b64.grad()), 1e-3) << rows << "x" << width;
+  }
+  EXPECT_EQ(x.grad().scalar_type(), torch::kFloat32);
+}
+
+TEST(FusedLayerNorm, MatchesFloat64ForwardAndBackward) {
+  REQUIRE_CUDA();
+  CheckFusedLayerNorm(/*rows=*/1000, /*width=*/768, /*with_bias=*/false);  // 1000 % 16 != 0
+  CheckFusedLayerNorm(4096, 384, true);
+  CheckFusedLayerNorm(7, 128, true);
+  CheckFusedLayerNorm(333, 1280, false);
 }
 
 struct LossRecorder : TrainingObserver {

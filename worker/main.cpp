@@ -147,6 +147,11 @@ int main(int argc, char** argv) {
   app.add_flag("--path-streams", options.path_streams,
                "pgpt on CUDA: run each path on a CUDA stream of its own")
       ->envname("ISOFLOP_PATH_STREAMS");
+  bool no_fused_layer_norm = false;
+  app.add_flag("--no-fused-layer-norm", no_fused_layer_norm,
+               "under bf16 autocast on CUDA, LibTorch's float32 LayerNorm instead of the worker's "
+               "kernel (float32 in, bf16 out)")
+      ->envname("ISOFLOP_NO_FUSED_LAYER_NORM");
   bool no_cuda_graph = false;
   app.add_flag("--no-cuda-graph", no_cuda_graph,
                "step eagerly instead of replaying the training step as a captured CUDA graph")
@@ -173,6 +178,7 @@ int main(int argc, char** argv) {
   }
 
   options.cuda_graph = !no_cuda_graph;
+  options.fused_layer_norm = !no_fused_layer_norm;
   if (attention != "auto") {
     // Only the named backend (and the math fallback, for shapes it cannot take) stays enabled.
     at::globalContext().setSDPUseFlash(attention == "flash");

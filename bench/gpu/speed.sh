@@ -10,7 +10,8 @@
 #   worker-graph-B isoflop-worker --attention B (B: flash, cudnn, efficient), when named
 #   torch-compile  bench/gpu/gpt_reference.py --mode compile (unless ISOFLOP_SPEED_NO_REFERENCE=1)
 #   torch-eager    bench/gpu/gpt_reference.py --mode eager
-# ISOFLOP_SPEED_WORKER (default "graph eager"; also "streams": pgpt with a CUDA stream per path) and
+# ISOFLOP_SPEED_WORKER (default "graph eager"; also "streams": pgpt with a CUDA stream per path,
+# "unfused-ln": LibTorch's float32 LayerNorm in place of the worker's kernel) and
 # ISOFLOP_SPEED_TORCH (default "compile eager"; set but empty: none) pick the measurements, ISOFLOP_SPEED_SWEEP
 # another sweep file (bench/gpu/pgpt_speed.yaml).
 # one after another on the same GPU, and writes OUT_DIR/speed.jsonl (one record per measurement) and
@@ -38,6 +39,7 @@ for name in "${names[@]}"; do
       eager) flags+=(--no-cuda-graph) ;;
       graph-*) flags+=(--attention "${mode#graph-}") ;;  # e.g. graph-cudnn
       streams) flags+=(--path-streams) ;;                 # pgpt: a CUDA stream per path
+      unfused-ln) flags+=(--no-fused-layer-norm) ;;       # LibTorch's float32 LayerNorm
     esac
     status=0
     "$BUILD/worker/isoflop-worker" --config "$config" --run-dir "$dir" "${flags[@]}" \

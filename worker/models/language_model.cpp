@@ -5,6 +5,7 @@
 #include <string>
 #include <unordered_set>
 
+#include "worker/models/fused_layer_norm.h"
 #include "worker/models/lm_head_loss.h"
 #include "worker/models/structured_linear.h"
 
@@ -18,6 +19,8 @@ LayerNormImpl::LayerNormImpl(int64_t width, bool bias) : width(width) {
 }
 
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  // Under bf16 autocast on CUDA: float32 in, bf16 out in one kernel (fused_layer_norm.h).
+  if (fused && FusedLayerNormApplies(x, weight)) return FusedLayerNorm(x, weight, bias, 1e-5);
   return torch::layer_norm(x, {width}, weight, bias, /*eps=*/1e-5);
 }
 
@@ -109,6 +112,12 @@ void LanguageModelImpl::PremergeStructuredLayers(int64_t max_tokens) {
   for (const auto& module : modules(/*include_self=*/false)) {
     if (auto* layer = dynamic_cast<StructuredLinearImpl*>(module.get()))
       layer->Premerge(max_tokens > 0 ? max_tokens : layer->premerge_tokens());
+  }
+}
+
+void LanguageModelImpl::set_fused_layer_norm(bool on) {
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* norm = dynamic_cast<LayerNormImpl*>(module.get())) norm->fused = on;
   }
 }
 

@@ -28,9 +28,11 @@ class GuideSampler;
 // or neither). eps 1e-5, as in papers.md 1.2.
 struct LayerNormImpl : torch::nn::Module {
   LayerNormImpl(int64_t width, bool bias);
-  torch::Tensor forward(const torch::Tensor& x);  // (..., width) -> (..., width)
+  // (..., width) -> (..., width); under bf16 autocast on CUDA float32 in, bf16 out when `fused`.
+  torch::Tensor forward(const torch::Tensor& x);
 
   int64_t width;
+  bool fused = true;     // FusedLayerNorm where it applies (fused_layer_norm.h)
   torch::Tensor weight;  // (width)
   torch::Tensor bias;    // (width), undefined without spec.bias
 };
@@ -84,6 +86,8 @@ class LanguageModelImpl : public torch::nn::Module {
   // measured threshold, StructuredLinearImpl::premerge_tokens). Call after training and after
   // moving the model to its device; a merge made stale by later weight updates is never used.
   void PremergeStructuredLayers(int64_t max_tokens = 0);
+  // Whether every LayerNorm takes the fused kernel where it applies (on by default).
+  void set_fused_layer_norm(bool on);
 
   torch::nn::Embedding wte{nullptr};  // (V, d_model)
   torch::nn::Embedding wpe{nullptr};  // (T, d_model); null with rotary positions

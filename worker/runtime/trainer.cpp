@@ -317,6 +317,7 @@ Status Trainer::Init() {
   if (auto* pgpt = dynamic_cast<ParallelGptImpl*>(model_.get())) {
     pgpt->set_path_streams(options_.path_streams && cuda);
   }
+  model_->set_fused_layer_norm(options_.fused_layer_norm);
   for (const auto& [name, tensor] : ModelTensors(*model_)) {
     if (tensor.requires_grad()) params_.push_back(tensor);
   }

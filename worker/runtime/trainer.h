@@ -62,6 +62,7 @@ struct TrainerOptions {
   std::string gpt2_dir;          // vocab.json and merges.txt, for eval.benchmarks of gpt2 runs
   bool cuda_graph = true;        // capture the training step as a CUDA graph where it can be
   bool path_streams = false;     // pgpt on CUDA: each path on its own stream (pgpt.h)
+  bool fused_layer_norm = true;  // bf16 autocast on CUDA: the LayerNorm kernel (fused_layer_norm.h)
   // Set asynchronously (a signal handler) to stop at the next step boundary; may be null.
   const std::atomic<bool>* stop_requested = nullptr;
   // The data-parallel group this process is a rank of (not owned; outlives the trainer); null:

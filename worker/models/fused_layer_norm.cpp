@@ -1,0 +1,95 @@
+#include "worker/models/fused_layer_norm.h"
+
+#ifdef ISOFLOP_CUDA_KERNELS
+#include <ATen/autocast_mode.h>
+#include <ATen/cuda/CUDAContext.h>
+
+#include "worker/kernels/layer_norm.h"
+#endif
+
+namespace isoflop {
+
+#ifdef ISOFLOP_CUDA_KERNELS
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::tensor_list;
+
+cudaStream_t CurrentStream() {
+  return at::cuda::getCurrentCUDAStream().stream();
+}
+
+struct LayerNormToBf16 : torch::autograd::Function<LayerNormToBf16> {
+  // `bias` is a defined tensor always (autograd's inputs must be); without one, has_bias is false
+  // and whatever is passed there is ignored and gets no gradient.
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
+                               const torch::Tensor& weight, const torch::Tensor& bias,
+                               bool has_bias, double eps) {
+    const int64_t width = x.size(-1);
+    const torch::Tensor rows = x.contiguous().view({-1, width});  // (N, width) float32
+    const int64_t n = rows.size(0);
+    torch::Tensor y = torch::empty(rows.sizes(), rows.options().dtype(torch::kBFloat16));
+    torch::Tensor mean = torch::empty({n}, rows.options()),
+                  rstd = torch::empty({n}, rows.options());
+    const cudaError_t status = kernels::LayerNormForwardBf16(
+        rows.data_ptr<float>(), weight.data_ptr<float>(),
+        has_bias ? bias.data_ptr<float>() : nullptr,
+        reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>()), mean.data_ptr<float>(),
+        rstd.data_ptr<float>(), n, width, static_cast<float>(eps), CurrentStream());
+    TORCH_CHECK(status == cudaSuccess, "LayerNormForwardBf16: ", cudaGetErrorString(status));
+    ctx->save_for_backward({rows, weight, mean, rstd});
+    ctx->saved_data["has_bias"] = has_bias;
+    return y.view(x.sizes());
+  }
+
+  static tensor_list backward(AutogradContext* ctx, tensor_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const torch::Tensor &rows = saved[0], &weight = saved[1], &mean = saved[2], &rstd = saved[3];
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const int64_t n = rows.size(0), width = rows.size(1);
+    const torch::Tensor dy = grad_outputs[0].to(torch::kBFloat16).contiguous().view({n, width});
+    torch::Tensor dx = torch::empty_like(rows);
+    const int64_t partials = kernels::LayerNormPartials(n);
+    torch::Tensor dgamma = torch::empty({partials, width}, rows.options());
+    torch::Tensor dbeta =
+        has_bias ? torch::empty({partials, width}, rows.options()) : torch::Tensor();
+    const cudaError_t status = kernels::LayerNormBackwardBf16(
+        reinterpret_cast<const uint16_t*>(dy.data_ptr<at::BFloat16>()), rows.data_ptr<float>(),
+        mean.data_ptr<float>(), rstd.data_ptr<float>(), weight.data_ptr<float>(),
+        dx.data_ptr<float>(), dgamma.data_ptr<float>(),
+        has_bias ? dbeta.data_ptr<float>() : nullptr, n, width, CurrentStream());
+    TORCH_CHECK(status == cudaSuccess, "LayerNormBackwardBf16: ", cudaGetErrorString(status));
+    const auto shape = grad_outputs[0].sizes();
+    return {dx.view(shape), dgamma.sum(0), has_bias ? dbeta.sum(0) : torch::Tensor(),
+            torch::Tensor(), torch::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool FusedLayerNormApplies(const torch::Tensor& x, const torch::Tensor& weight) {
+  return x.is_cuda() && x.scalar_type() == torch::kFloat32 &&
+         weight.scalar_type() == torch::kFloat32 && at::autocast::is_autocast_enabled(at::kCUDA) &&
+         at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16 &&
+         kernels::LayerNormWidthSupported(x.size(-1));
+}
+
+torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& weight,
+                             const torch::Tensor& bias, double eps) {
+  return LayerNormToBf16::apply(x, weight, bias.defined() ? bias : weight, bias.defined(), eps);
+}
+
+#else  // a build without the CUDA kernels
+
+bool FusedLayerNormApplies(const torch::Tensor&, const torch::Tensor&) {
+  return false;
+}
+
+torch::Tensor FusedLayerNorm(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&,
+                             double) {
+  TORCH_CHECK(false, "FusedLayerNorm: this worker was built without its CUDA kernels");
+}
+
+#endif
+
+}  // namespace isoflop
