@@ -139,12 +139,55 @@ void CheckFusedLayerNorm(int64_t rows, int64_t width, bool with_bias) {
   EXPECT_EQ(x.grad().scalar_type(), torch::kFloat32);
 }
 
+// The residual add fused in: s = x + branch (bf16) and y = LayerNorm(s), with gradients flowing
+// into both outputs (s feeds the next residual add).
+void CheckFusedAddLayerNorm(int64_t rows, int64_t width, bool with_bias) {
+  torch::manual_seed(static_cast<uint64_t>(rows * width));
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  torch::Tensor x = (torch::randn({rows, width}, cuda) * 3 + 1).requires_grad_();
+  torch::Tensor branch = torch::randn({rows, width}, cuda).to(torch::kBFloat16).requires_grad_();
+  torch::Tensor w = (torch::rand({width}, cuda) + 0.5).requires_grad_();
+  torch::Tensor b =
+      with_bias ? (torch::randn({width}, cuda) * 0.1).requires_grad_() : torch::Tensor();
+  const torch::Tensor up_y = torch::randn({rows, width}, cuda).to(torch::kBFloat16);
+  const torch::Tensor up_s = torch::randn({rows, width}, cuda);
+
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  ASSERT_TRUE(FusedAddLayerNormApplies(x, branch, w));
+  const auto [sum, y] = FusedAddLayerNorm(x, branch, w, b, 1e-5);
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  EXPECT_EQ(sum.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+  ((y.to(torch::kFloat32) * up_y.to(torch::kFloat32)).sum() + (sum * up_s).sum()).backward();
+
+  auto f64 = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat64); };
+  torch::Tensor x64 = f64(x).requires_grad_(), br64 = f64(branch).requires_grad_();
+  torch::Tensor w64 = f64(w).requires_grad_();
+  torch::Tensor b64 = with_bias ? f64(b).requires_grad_() : torch::Tensor();
+  const torch::Tensor s64 = x64 + br64;
+  const torch::Tensor want = torch::layer_norm(s64, {width}, w64, b64, 1e-5);
+  ((want * f64(up_y)).sum() + (s64 * f64(up_s)).sum()).backward();
+  EXPECT_LT(RelativeError(sum, s64.detach()), 1e-6) << rows << "x" << width;
+  EXPECT_LT(RelativeError(y, want.detach()), 1e-2) << rows << "x" << width;
+  EXPECT_LT(RelativeError(x.grad(), x64.grad()), 1e-3) << rows << "x" << width;
+  EXPECT_LT(RelativeError(branch.grad(), br64.grad()), 1e-2) << rows << "x" << width;  // bf16
+  EXPECT_EQ(branch.grad().scalar_type(), torch::kBFloat16);
+  EXPECT_LT(RelativeError(w.grad(), w64.grad()), 1e-3) << rows << "x" << width;
+  if (with_bias) {
+    EXPECT_LT(RelativeError(b.grad(), b64.grad()), 1e-3) << rows << "x" << width;
+  }
+}
+
 TEST(FusedLayerNorm, MatchesFloat64ForwardAndBackward) {
   REQUIRE_CUDA();
   CheckFusedLayerNorm(/*rows=*/1000, /*width=*/768, /*with_bias=*/false);  // 1000 % 16 != 0
   CheckFusedLayerNorm(4096, 384, true);
   CheckFusedLayerNorm(7, 128, true);
   CheckFusedLayerNorm(333, 1280, false);
+  CheckFusedAddLayerNorm(1000, 768, false);
+  CheckFusedAddLayerNorm(4096, 384, true);
+  CheckFusedAddLayerNorm(7, 256, true);
 }
 
 struct LossRecorder : TrainingObserver {

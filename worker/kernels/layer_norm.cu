@@ -17,7 +17,8 @@ __device__ __forceinline__ float WarpSum(float v) {
 // Lane l holds columns l + 32 i, i < kPerLane: coalesced 128-byte rows of float32 a load.
 template <int kPerLane>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    ForwardKernel(const float* __restrict__ x, const float* __restrict__ gamma,
+    ForwardKernel(const float* __restrict__ x, const __nv_bfloat16* __restrict__ branch,
+                  float* __restrict__ sum_out, const float* __restrict__ gamma,
                   const float* __restrict__ beta, __nv_bfloat16* __restrict__ y,
                   float* __restrict__ mean_out, float* __restrict__ rstd_out, int64_t rows,
                   float eps) {
@@ -30,7 +31,12 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   float sum = 0.f;
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
-    v[i] = xr[lane + 32 * i];
+    const int col = lane + 32 * i;
+    v[i] = xr[col];
+    if (branch != nullptr) {  // the residual add: s = x + branch, kept for the next add
+      v[i] += __bfloat162float(branch[row * kWidth + col]);
+      sum_out[row * kWidth + col] = v[i];
+    }
     sum += v[i];
   }
   const float mean = WarpSum(sum) / kWidth;
@@ -60,7 +66,8 @@ template <int kPerLane>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     BackwardKernel(const __nv_bfloat16* __restrict__ dy, const float* __restrict__ x,
                    const float* __restrict__ mean_in, const float* __restrict__ rstd_in,
-                   const float* __restrict__ gamma, float* __restrict__ dx,
+                   const float* __restrict__ gamma, const float* __restrict__ dresidual,
+                   float* __restrict__ dx, __nv_bfloat16* __restrict__ dbranch,
                    float* __restrict__ dgamma_partial, float* __restrict__ dbeta_partial,
                    int64_t rows) {
   constexpr int kWidth = kPerLane * 32;
@@ -96,7 +103,11 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     float* dxr = dx + row * kWidth;
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i) {
-      dxr[lane + 32 * i] = rstd * (g[i] - mean_g - xhat[i] * mean_gx);
+      const int64_t at = row * kWidth + lane + 32 * i;
+      float d = rstd * (g[i] - mean_g - xhat[i] * mean_gx);
+      if (dresidual != nullptr) d += dresidual[at];  // the sum's other use: the next residual add
+      dxr[lane + 32 * i] = d;
+      if (dbranch != nullptr) dbranch[at] = __float2bfloat16(d);
     }
   }
 #pragma unroll
@@ -106,8 +117,8 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
-// The compiled row widths, as width / 32 values a lane (kPerLane): 128 to 1280, GPT-2 small's and the
-// ladder's (wider rows would spill the backward's five values a column to local memory).
+// The compiled row widths, as width / 32 values a lane (kPerLane): 128 to 1280, GPT-2 small's and
+// the ladder's (wider rows would spill the backward's five values a column to local memory).
 #define ISOFLOP_LAYER_NORM_LANES(X) X(4) X(8) X(12) X(16) X(20) X(24) X(32) X(40)
 
 unsigned Blocks(int64_t warps) {
@@ -132,17 +143,19 @@ int64_t LayerNormPartials(int64_t rows) {
   return (rows + kRowsPerWarp - 1) / kRowsPerWarp;
 }
 
-cudaError_t LayerNormForwardBf16(const float* x, const float* gamma, const float* beta, uint16_t* y,
-                                 float* mean, float* rstd, int64_t rows, int64_t width, float eps,
+cudaError_t LayerNormForwardBf16(const float* x, const uint16_t* branch, float* sum,
+                                 const float* gamma, const float* beta, uint16_t* y, float* mean,
+                                 float* rstd, int64_t rows, int64_t width, float eps,
                                  cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   if (!LayerNormWidthSupported(width)) return cudaErrorInvalidValue;
   auto* out = reinterpret_cast<__nv_bfloat16*>(y);
+  const auto* add = reinterpret_cast<const __nv_bfloat16*>(branch);
   switch (width / 32) {
-#define ISOFLOP_CASE(K)                                                                           \
-  case K:                                                                                         \
-    ForwardKernel<K><<<Blocks(rows), kWarpsPerBlock * 32, 0, stream>>>(x, gamma, beta, out, mean, \
-                                                                       rstd, rows, eps);          \
+#define ISOFLOP_CASE(K)                                                 \
+  case K:                                                               \
+    ForwardKernel<K><<<Blocks(rows), kWarpsPerBlock * 32, 0, stream>>>( \
+        x, add, sum, gamma, beta, out, mean, rstd, rows, eps);          \
     break;
     ISOFLOP_LAYER_NORM_LANES(ISOFLOP_CASE)
 #undef ISOFLOP_CASE
@@ -151,18 +164,21 @@ cudaError_t LayerNormForwardBf16(const float* x, const float* gamma, const float
 }
 
 cudaError_t LayerNormBackwardBf16(const uint16_t* dy, const float* x, const float* mean,
-                                  const float* rstd, const float* gamma, float* dx,
-                                  float* dgamma_partial, float* dbeta_partial, int64_t rows,
-                                  int64_t width, cudaStream_t stream) {
+                                  const float* rstd, const float* gamma, const float* dresidual,
+                                  float* dx, uint16_t* dbranch, float* dgamma_partial,
+                                  float* dbeta_partial, int64_t rows, int64_t width,
+                                  cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   if (!LayerNormWidthSupported(width)) return cudaErrorInvalidValue;
   const auto* grad = reinterpret_cast<const __nv_bfloat16*>(dy);
+  auto* grad_branch = reinterpret_cast<__nv_bfloat16*>(dbranch);
   const unsigned blocks = Blocks(LayerNormPartials(rows));
   switch (width / 32) {
-#define ISOFLOP_CASE(K)                                                       \
-  case K:                                                                     \
-    BackwardKernel<K><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(            \
-        grad, x, mean, rstd, gamma, dx, dgamma_partial, dbeta_partial, rows); \
+#define ISOFLOP_CASE(K)                                                                        \
+  case K:                                                                                      \
+    BackwardKernel<K><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(                             \
+        grad, x, mean, rstd, gamma, dresidual, dx, grad_branch, dgamma_partial, dbeta_partial, \
+        rows);                                                                                 \
     break;
     ISOFLOP_LAYER_NORM_LANES(ISOFLOP_CASE)
 #undef ISOFLOP_CASE

@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include <utility>
+
 namespace isoflop {
 
 // True when x (..., width) float32 is on a CUDA device under bf16 autocast, weight is float32, and
@@ -20,5 +22,15 @@ bool FusedLayerNormApplies(const torch::Tensor& x, const torch::Tensor& weight);
 // bf16.
 torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& weight,
                              const torch::Tensor& bias, double eps);
+
+// The residual add of a pre-LN block fused in: s = x + branch and LayerNorm(s), in one kernel each
+// way, for x float32 and branch bf16 of the same shape (a block's attention or FFN output under
+// autocast) where FusedLayerNormApplies(x, weight). Returns (s float32, LayerNorm(s) bf16).
+bool FusedAddLayerNormApplies(const torch::Tensor& x, const torch::Tensor& branch,
+                              const torch::Tensor& weight);
+std::pair<torch::Tensor, torch::Tensor> FusedAddLayerNorm(const torch::Tensor& x,
+                                                          const torch::Tensor& branch,
+                                                          const torch::Tensor& weight,
+                                                          const torch::Tensor& bias, double eps);
 
 }  // namespace isoflop

@@ -10,9 +10,8 @@ BlockImpl::BlockImpl(const ModelSpec& spec, const ModelSpec::BlockShape& shape) 
 }
 
 torch::Tensor BlockImpl::forward(torch::Tensor x) {
-  x = x + attn(ln_1(x));  // (B, T, d)
-  x = x + mlp(ln_2(x));   // (B, T, d)
-  return x;
+  auto [x1, h] = ln_2->AddForward(x, attn(ln_1(x)));  // x1 = x + attn(ln_1(x)), h = ln_2(x1)
+  return x1 + mlp(h);                                 // (B, T, d)
 }
 
 torch::Tensor BlockImpl::Decode(torch::Tensor x, KvCache& cache, const DecodePosition& at) {
@@ -28,8 +27,18 @@ torch::Tensor DecodeBlocks(const torch::nn::ModuleListImpl& blocks, torch::Tenso
   return x;
 }
 
+// BlockImpl::forward block after block, with each residual add fused into the LayerNorm that reads
+// its sum (the next block's ln_1 included): the same arithmetic.
 torch::Tensor RunBlocks(const torch::nn::ModuleListImpl& blocks, torch::Tensor x) {
-  for (const auto& block : blocks) x = block->as<BlockImpl>()->forward(x);
+  if (blocks.size() == 0) return x;
+  torch::Tensor h = blocks[0]->as<BlockImpl>()->ln_1(x);  // (B, T, d)
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    BlockImpl& block = *blocks[i]->as<BlockImpl>();
+    auto [x1, h2] = block.ln_2->AddForward(x, block.attn(h));  // x1 = x + attn(h), h2 = ln_2(x1)
+    const torch::Tensor m = block.mlp(h2);
+    if (i + 1 == blocks.size()) return x1 + m;
+    std::tie(x, h) = blocks[i + 1]->as<BlockImpl>()->ln_1->AddForward(x1, m);  // next ln_1(x1 + m)
+  }
   return x;
 }
 

@@ -24,6 +24,15 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
   return torch::layer_norm(x, {width}, weight, bias, /*eps=*/1e-5);
 }
 
+std::pair<torch::Tensor, torch::Tensor> LayerNormImpl::AddForward(const torch::Tensor& x,
+                                                                  const torch::Tensor& branch) {
+  if (fused && FusedAddLayerNormApplies(x, branch, weight)) {
+    return FusedAddLayerNorm(x, branch, weight, bias, 1e-5);
+  }
+  const torch::Tensor s = x + branch;
+  return {s, forward(s)};
+}
+
 LanguageModelImpl::LanguageModelImpl(const ModelSpec& spec) : spec_(spec) {
   wte = register_module("wte", torch::nn::Embedding(spec.vocab_size, spec.d_model));
   if (spec.positions == Positions::kLearned) {

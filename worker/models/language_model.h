@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "common/model_spec.h"
@@ -30,6 +31,10 @@ struct LayerNormImpl : torch::nn::Module {
   LayerNormImpl(int64_t width, bool bias);
   // (..., width) -> (..., width); under bf16 autocast on CUDA float32 in, bf16 out when `fused`.
   torch::Tensor forward(const torch::Tensor& x);
+  // The residual add before the norm: (s, forward(s)) for s = x + branch, in one kernel where
+  // FusedAddLayerNormApplies (and `fused`).
+  std::pair<torch::Tensor, torch::Tensor> AddForward(const torch::Tensor& x,
+                                                     const torch::Tensor& branch);
 
   int64_t width;
   bool fused = true;     // FusedLayerNorm where it applies (fused_layer_norm.h)
