@@ -411,6 +411,32 @@ TEST(ConvGpt, KernelThreeSeesTheTwoPreviousPositionsOnly) {
   EXPECT_TRUE(torch::equal(conv->forward(x), expected));
 }
 
+// RunBlocks fuses each residual add into the LayerNorm that reads its sum
+// (LayerNormImpl::AddForward); it computes the pre-LN stack of papers.md 1.2 all the same, block by
+// block.
+TEST(Gpt, RunBlocksIsThePreLnStack) {
+  ModelSpec spec = TinySpec();
+  spec.n_layer = 3;
+  spec.bias = true;
+  auto model = std::dynamic_pointer_cast<GptImpl>(Build(spec));
+  torch::NoGradGuard no_grad;
+  const torch::Tensor x0 = torch::randn({2, 16, spec.d_model});
+  torch::Tensor want = x0;
+  for (const auto& module : *model->blocks) {
+    BlockImpl& block = *module->as<BlockImpl>();
+    want = want + block.attn(block.ln_1(want));  // x = x + attn(ln_1(x))
+    want = want + block.mlp(block.ln_2(want));   // x = x + mlp(ln_2(x))
+    EXPECT_TRUE(torch::allclose(
+        block.forward(x0),
+        x0 + block.attn(block.ln_1(x0)) + block.mlp(block.ln_2(x0 + block.attn(block.ln_1(x0)))),
+        1e-5, 1e-6));
+  }
+  EXPECT_TRUE(torch::allclose(RunBlocks(*model->blocks, x0), want, 1e-5, 1e-6));
+  const auto [sum, normed] = model->blocks[0]->as<BlockImpl>()->ln_2->AddForward(x0, want);
+  EXPECT_TRUE(torch::equal(sum, x0 + want));
+  EXPECT_TRUE(torch::allclose(normed, model->blocks[0]->as<BlockImpl>()->ln_2(x0 + want)));
+}
+
 ModelSpec TwoPathSpec() {
   ModelSpec spec = TinySpec(Arch::kPgpt);
   spec.bias = true;
