@@ -12,6 +12,8 @@ constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxPairs = kMaxHeadDim / 64;  // bf16 pairs a lane holds in the output pass
+// The kernel's static shared memory (qs, partial and scratch below): 9,248 bytes.
+constexpr size_t kStaticShared = (kMaxHeadDim + kWarps * kMaxHeadDim + kWarps) * sizeof(float);
 
 // Block-wide reduction of one float (max or sum): every thread gets the result.
 template <bool kMax>
@@ -133,7 +135,9 @@ cudaError_t DecodeAttentionBf16(const uint16_t* q, const uint16_t* k, const uint
     return cudaErrorInvalidValue;
   }
   const size_t shared = static_cast<size_t>(capacity) * sizeof(float);
-  if (shared > 48 * 1024) {  // past the default: opt in to a larger dynamic allocation
+  // The default 48 KiB covers the static arrays and the dynamic scores together; past it, opt in
+  // to a larger dynamic allocation.
+  if (shared + kStaticShared > 48 * 1024) {
     const cudaError_t status =
         cudaFuncSetAttribute(DecodeAttentionKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(shared));

@@ -25,6 +25,22 @@ torch::Tensor PlainSwiGlu(const torch::Tensor& h) {
   return torch::silu(x.narrow(1, 0, f)) * x.narrow(1, f, f);
 }
 
+// DecodeAttention's contract on shapes (host-side sizes only: no synchronisation).
+void CheckAttentionShapes(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                          const torch::Tensor& cache, int64_t heads, int64_t kv_heads) {
+  TORCH_CHECK(heads > 0 && kv_heads > 0 && heads % kv_heads == 0,
+              "DecodeAttention: heads must be a multiple of kv_heads, got ", heads, " and ",
+              kv_heads);
+  TORCH_CHECK(cache.dim() == 4 && cache.size(0) == 1 && cache.size(1) == 2 * kv_heads,
+              "DecodeAttention: cache must be (1, 2 kv_heads, capacity, hs), got ", cache.sizes());
+  const int64_t hs = cache.size(3);
+  TORCH_CHECK(q.numel() == heads * hs && k.numel() == kv_heads * hs && v.numel() == kv_heads * hs,
+              "DecodeAttention: batch 1, one position: q ", q.sizes(), ", k ", k.sizes(), ", v ",
+              v.sizes(), " for ", heads, " heads on ", kv_heads, " of ", hs);
+}
+
+// The cache's rows after pos are multiplied by zero weights: they must hold finite values (the
+// caches are allocated zeroed).
 torch::Tensor PlainAttention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                              torch::Tensor& cache, const torch::Tensor& pos, int64_t heads,
                              int64_t kv_heads) {
@@ -103,6 +119,7 @@ torch::Tensor DecodeSwiGlu(const torch::Tensor& h) {
 torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, torch::Tensor& cache,
                               const torch::Tensor& pos, int64_t heads, int64_t kv_heads) {
+  CheckAttentionShapes(q, k, v, cache, heads, kv_heads);
   const torch::Tensor qc = q.contiguous(), kc = k.contiguous(), vc = v.contiguous();
   const int64_t hs = cache.size(3);
   if (!KernelOperands({&qc, &kc, &vc, &cache}) || hs % 8 != 0 || hs > 256 || !pos.is_cuda() ||
@@ -135,6 +152,7 @@ torch::Tensor DecodeSwiGlu(const torch::Tensor& h) {
 torch::Tensor DecodeAttention(const torch::Tensor& q, const torch::Tensor& k,
                               const torch::Tensor& v, torch::Tensor& cache,
                               const torch::Tensor& pos, int64_t heads, int64_t kv_heads) {
+  CheckAttentionShapes(q, k, v, cache, heads, kv_heads);
   return PlainAttention(q, k, v, cache, pos, heads, kv_heads);
 }
 

@@ -122,14 +122,18 @@ struct AddLayerNormToBf16 : torch::autograd::Function<AddLayerNormToBf16> {
 }  // namespace
 
 bool FusedLayerNormApplies(const torch::Tensor& x, const torch::Tensor& weight) {
-  return x.is_cuda() && x.scalar_type() == torch::kFloat32 &&
-         weight.scalar_type() == torch::kFloat32 && at::autocast::is_autocast_enabled(at::kCUDA) &&
+  return x.is_cuda() && x.scalar_type() == torch::kFloat32 && weight.device() == x.device() &&
+         weight.scalar_type() == torch::kFloat32 && weight.is_contiguous() &&
+         weight.numel() == x.size(-1) && at::autocast::is_autocast_enabled(at::kCUDA) &&
          at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16 &&
          kernels::LayerNormWidthSupported(x.size(-1));
 }
 
 torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& weight,
                              const torch::Tensor& bias, double eps) {
+  TORCH_CHECK(!bias.defined() || (bias.is_contiguous() && bias.sizes() == weight.sizes() &&
+                                  bias.scalar_type() == torch::kFloat32),
+              "FusedLayerNorm: bias must be a float32 (width) tensor like the weight");
   return LayerNormToBf16::apply(x, weight, bias.defined() ? bias : weight, bias.defined(), eps);
 }
 
@@ -143,6 +147,9 @@ std::pair<torch::Tensor, torch::Tensor> FusedAddLayerNorm(const torch::Tensor& x
                                                           const torch::Tensor& branch,
                                                           const torch::Tensor& weight,
                                                           const torch::Tensor& bias, double eps) {
+  TORCH_CHECK(!bias.defined() || (bias.is_contiguous() && bias.sizes() == weight.sizes() &&
+                                  bias.scalar_type() == torch::kFloat32),
+              "FusedAddLayerNorm: bias must be a float32 (width) tensor like the weight");
   const tensor_list out = AddLayerNormToBf16::apply(
       x, branch, weight, bias.defined() ? bias : weight, bias.defined(), eps);
   return {out[0], out[1]};
