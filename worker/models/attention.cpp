@@ -11,20 +11,26 @@ RotaryImpl::RotaryImpl(int64_t head_dim, int64_t max_seq_len, double base) {
   sin = register_buffer("sin", angle.sin().to(torch::kFloat32));
 }
 
-torch::Tensor RotaryImpl::forward(const torch::Tensor& x) {
-  const int64_t T = x.size(2), half = x.size(3) / 2;
-  const torch::Tensor c = cos.slice(0, 0, T).to(x.dtype());  // (T, hs/2), broadcast over (B, nh)
-  const torch::Tensor s = sin.slice(0, 0, T).to(x.dtype());
+namespace {
+
+// x (B, nh, T, hs) with channel i paired to i + hs/2, each pair turned by the angle whose cosine
+// and sine are c and s (T, hs/2), broadcast over (B, nh).
+torch::Tensor Rotate(const torch::Tensor& x, const torch::Tensor& c, const torch::Tensor& s) {
+  const int64_t half = x.size(3) / 2;
   const torch::Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);  // (B, nh, T, hs/2) each
   return torch::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);              // rotate (x1_i, x2_i)
 }
 
+}  // namespace
+
+torch::Tensor RotaryImpl::forward(const torch::Tensor& x) {
+  const int64_t T = x.size(2);
+  return Rotate(x, cos.slice(0, 0, T).to(x.dtype()), sin.slice(0, 0, T).to(x.dtype()));
+}
+
 torch::Tensor RotaryImpl::At(const torch::Tensor& x, const torch::Tensor& pos) {
-  const int64_t half = x.size(3) / 2;
-  const torch::Tensor c = cos.index_select(0, pos).to(x.dtype());  // (1, hs/2): cos(pos theta_i)
-  const torch::Tensor s = sin.index_select(0, pos).to(x.dtype());
-  const torch::Tensor x1 = x.slice(-1, 0, half), x2 = x.slice(-1, half);  // (B, nh, 1, hs/2) each
-  return torch::cat({x1 * c - x2 * s, x2 * c + x1 * s}, -1);
+  // (1, hs/2): cos(pos theta_i) and sin(pos theta_i)
+  return Rotate(x, cos.index_select(0, pos).to(x.dtype()), sin.index_select(0, pos).to(x.dtype()));
 }
 
 torch::Tensor CausalAttention(const torch::Tensor& q, const torch::Tensor& k,

@@ -119,6 +119,13 @@ struct AddLayerNormToBf16 : torch::autograd::Function<AddLayerNormToBf16> {
   }
 };
 
+// The bias both functions take: undefined, or float32 and shaped like the weight.
+void CheckBias(const torch::Tensor& bias, const torch::Tensor& weight, const char* caller) {
+  TORCH_CHECK(!bias.defined() || (bias.is_contiguous() && bias.sizes() == weight.sizes() &&
+                                  bias.scalar_type() == torch::kFloat32),
+              caller, ": bias must be a float32 (width) tensor like the weight");
+}
+
 }  // namespace
 
 bool FusedLayerNormApplies(const torch::Tensor& x, const torch::Tensor& weight) {
@@ -131,9 +138,7 @@ bool FusedLayerNormApplies(const torch::Tensor& x, const torch::Tensor& weight) 
 
 torch::Tensor FusedLayerNorm(const torch::Tensor& x, const torch::Tensor& weight,
                              const torch::Tensor& bias, double eps) {
-  TORCH_CHECK(!bias.defined() || (bias.is_contiguous() && bias.sizes() == weight.sizes() &&
-                                  bias.scalar_type() == torch::kFloat32),
-              "FusedLayerNorm: bias must be a float32 (width) tensor like the weight");
+  CheckBias(bias, weight, "FusedLayerNorm");
   return LayerNormToBf16::apply(x, weight, bias.defined() ? bias : weight, bias.defined(), eps);
 }
 
@@ -147,9 +152,7 @@ std::pair<torch::Tensor, torch::Tensor> FusedAddLayerNorm(const torch::Tensor& x
                                                           const torch::Tensor& branch,
                                                           const torch::Tensor& weight,
                                                           const torch::Tensor& bias, double eps) {
-  TORCH_CHECK(!bias.defined() || (bias.is_contiguous() && bias.sizes() == weight.sizes() &&
-                                  bias.scalar_type() == torch::kFloat32),
-              "FusedAddLayerNorm: bias must be a float32 (width) tensor like the weight");
+  CheckBias(bias, weight, "FusedAddLayerNorm");
   const tensor_list out = AddLayerNormToBf16::apply(
       x, branch, weight, bias.defined() ? bias : weight, bias.defined(), eps);
   return {out[0], out[1]};
