@@ -210,6 +210,7 @@ check_speed() {
   ((status != 124)) || echo "deadline: speed stopped after ${left} s; the finished measurements are kept"
   python3 "$ROOT/bench/gpu/speed_summary.py" "$LOG/speed/speed.jsonl" >"$LOG/speed.md" || true
   cat "$LOG/speed.md"
+  cat "$LOG"/speed/*.profile.md 2>/dev/null || true
   return "$status"
 }
 

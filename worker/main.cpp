@@ -158,6 +158,9 @@ int main(int argc, char** argv) {
       ->envname("ISOFLOP_NO_CUDA_GRAPH");
   app.add_option("--stop-after-steps", options.stop_after_steps,
                  "checkpoint after this optimizer step and exit 75 (preemption drills)");
+  app.add_option("--profile-step", options.profile_step,
+                 "record the GPU kernels of this optimizer step into kernel_profile.json")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--sample", options.sample_tokens,
                  "after training, greedy-decode this many tokens into sample.txt");
   // From the environment too: the coordinator launches workers with --config and --run-dir only,

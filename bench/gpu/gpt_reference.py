@@ -70,12 +70,34 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
+def write_kernel_profile(path, step):
+    """GPU activities of one call of step(), summed by name (worker/runtime/kernel_profile.h)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    sums = {}
+    for e in prof.events():
+        if e.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        count, us = sums.get(e.name, (0, 0.0))
+        sums[e.name] = (count + 1, us + e.time_range.elapsed_us())
+    activities = sorted(({"name": n, "count": c, "us": us} for n, (c, us) in sums.items()),
+                        key=lambda a: -a["us"])
+    with open(path, "w") as f:
+        json.dump({"gpu_us": sum(a["us"] for a in activities), "activities": activities}, f,
+                  indent=1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", required=True, help="run.json of the worker's run")
     ap.add_argument("--mode", choices=["compile", "eager"], default="compile")
     ap.add_argument("--steps", type=int, default=40, help="timed optimizer steps")
     ap.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation)")
+    ap.add_argument("--profile", metavar="PATH",
+                    help="after the timed steps, write the GPU activities of one more step to PATH "
+                         "(the format of the worker's kernel_profile.json)")
     args = ap.parse_args()
     run = json.load(open(args.config))
     m, t = run["model"], run["train"]
@@ -129,6 +151,8 @@ def main():
         events[i + 1].record()
     torch.cuda.synchronize()
     step_ms = [events[i].elapsed_time(events[i + 1]) for i in range(args.steps)]
+    if args.profile:
+        write_kernel_profile(args.profile, lambda: train_step(args.steps))
     ms = statistics.median(step_ms)
     tokens_per_s = t["batch_tokens"] / (ms / 1e3)
     flops_per_token = run["accounting"]["train_flops"]

@@ -13,7 +13,10 @@
 # ISOFLOP_SPEED_WORKER (default "graph eager"; also "streams": pgpt with a CUDA stream per path,
 # "unfused-ln": LibTorch's float32 LayerNorm in place of the worker's kernel) and
 # ISOFLOP_SPEED_TORCH (default "compile eager"; set but empty: none) pick the measurements, ISOFLOP_SPEED_SWEEP
-# another sweep file (bench/gpu/pgpt_speed.yaml).
+# another sweep file (bench/gpu/pgpt_speed.yaml). ISOFLOP_SPEED_PROFILE=1: every measurement also records
+# the GPU kernels of one step after its timed ones (worker: --profile-step; peer: --profile) into
+# OUT_DIR/NAME-PEER.profile.json, and OUT_DIR/NAME.profile.md compares the worker's (graph) with
+# torch.compile's by kind of kernel (bench/gpu/profile_summary.py).
 # one after another on the same GPU, and writes OUT_DIR/speed.jsonl (one record per measurement) and
 # OUT_DIR/speed.md (bench/gpu/speed_summary.py: tokens/s, MFU, peak memory, ratios to the peers).
 set -euo pipefail
@@ -34,6 +37,9 @@ for name in "${names[@]}"; do
     dir="/tmp/isoflop-speed/$name-$mode"
     rm -rf "$dir"
     flags=(--stop-after-steps "$STEPS")
+    # The profiled step comes after the timed ones, whose intervals it must not slow.
+    [ "${ISOFLOP_SPEED_PROFILE:-0}" = 1 ] &&
+      flags=(--stop-after-steps "$((STEPS + 1))" --profile-step "$((STEPS + 1))")
     case "$mode" in
       graph) ;;
       eager) flags+=(--no-cuda-graph) ;;
@@ -44,16 +50,17 @@ for name in "${names[@]}"; do
     status=0
     "$BUILD/worker/isoflop-worker" --config "$config" --run-dir "$dir" "${flags[@]}" \
       >"$OUT/$name-$mode.log" 2>&1 || status=$?
+    [ -f "$dir/kernel_profile.json" ] && cp "$dir/kernel_profile.json" "$OUT/$name-worker-$mode.profile.json"
     # 75: stopped after --stop-after-steps with a checkpoint, as asked.
-    python3 - "$dir/metrics.jsonl" "$name" "worker-$mode" "$status" >>"$OUT/speed.jsonl" <<'PY'
+    python3 - "$dir/metrics.jsonl" "$name" "worker-$mode" "$status" "$STEPS" >>"$OUT/speed.jsonl" <<'PY'
 import json, sys
-path, name, peer, status = sys.argv[1:5]
+path, name, peer, status, steps = sys.argv[1:6]
 try:
     records = [json.loads(line) for line in open(path)]
 except OSError:
     records = []
 train = [r for r in records if r.get("type") == "train"]
-timed = [r for r in train if r["step"] > 20] or train[-1:]
+timed = [r for r in train if 20 < r["step"] <= int(steps)] or train[-1:]
 out = {"config": name, "peer": peer, "exit": int(status)}
 if timed:
     out.update(tokens_per_s=sum(r["tokens_per_s"] for r in timed) / len(timed),
@@ -66,12 +73,18 @@ PY
   done
   if [ "${ISOFLOP_SPEED_NO_REFERENCE:-0}" != 1 ]; then
     for mode in ${ISOFLOP_SPEED_TORCH-compile eager}; do
-      python3 "$ROOT/bench/gpu/gpt_reference.py" --config "$config" --mode "$mode" \
+      profile=()
+      [ "${ISOFLOP_SPEED_PROFILE:-0}" = 1 ] && profile=(--profile "$OUT/$name-torch-$mode.profile.json")
+      python3 "$ROOT/bench/gpu/gpt_reference.py" --config "$config" --mode "$mode" "${profile[@]}" \
         --steps "$((STEPS - 20 > 10 ? STEPS - 20 : 10))" 2>"$OUT/$name-torch-$mode.log" |
         python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["peer"]="torch-"+r.pop("mode"); r["config"]=sys.argv[1]; print(json.dumps(r))' "$name" \
         >>"$OUT/speed.jsonl" || echo "{\"config\": \"$name\", \"peer\": \"torch-$mode\", \"exit\": 1}" >>"$OUT/speed.jsonl"
       tail -1 "$OUT/speed.jsonl"
     done
+  fi
+  if [ -f "$OUT/$name-worker-graph.profile.json" ] && [ -f "$OUT/$name-torch-compile.profile.json" ]; then
+    python3 "$ROOT/bench/gpu/profile_summary.py" "$OUT/$name-worker-graph.profile.json" \
+      "$OUT/$name-torch-compile.profile.json" >"$OUT/$name.profile.md" || true
   fi
 done
 python3 "$ROOT/bench/gpu/speed_summary.py" "$OUT/speed.jsonl" | tee "$OUT/speed.md"

@@ -21,6 +21,7 @@
 #include "common/store/run_store.h"
 #include "worker/models/model_registry.h"
 #include "worker/models/pgpt.h"
+#include "worker/runtime/kernel_profile.h"
 #ifdef ISOFLOP_WORKER_BENCHMARKS
 #include "worker/eval/continuation_scorer.h"
 #endif
@@ -819,7 +820,16 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
     const double lr = schedule_->At(step);
     const double alpha = GuideAlphaAt(step);
     torch::Tensor loss, grad_norm;
-    ISOFLOP_RETURN_IF_ERROR(TrainStep(observer, &loss, &grad_norm));
+    if (step + 1 == options_.profile_step) {
+      Result<std::unique_ptr<KernelProfile>> profile = KernelProfile::Start();
+      if (!profile.ok()) return profile.status();
+      ISOFLOP_RETURN_IF_ERROR(TrainStep(observer, &loss, &grad_norm));
+      const std::string path = (fs::path(options_.run_dir) / "kernel_profile.json").string();
+      ISOFLOP_RETURN_IF_ERROR((*profile)->StopAndWrite(path));
+      spdlog::info("wrote the GPU activities of step {} to {}", step + 1, path);
+    } else {
+      ISOFLOP_RETURN_IF_ERROR(TrainStep(observer, &loss, &grad_norm));
+    }
 
     const bool log = step_ % plan_.log_every == 0 || step_ == plan_.total_steps;
     if (log || observer != nullptr) {
