@@ -77,6 +77,13 @@ TEST(FusedLmHeadLoss, MatchesFloat64AtGpt2Vocabulary) {
   CheckFusedAgainstReference(/*rows=*/2048, /*width=*/256, /*vocab=*/50304, false);
 }
 
+TEST(FusedLmHeadLoss, MatchesFloat64AtAVocabularyTooLongForSharedMemory) {
+  REQUIRE_CUDA();
+  // 131072 bf16 logits a row are 256 KiB, over any GPU's shared memory a block: the kernel's
+  // uncached vector path (16-byte loads, the row read twice).
+  CheckFusedAgainstReference(/*rows=*/256, /*width=*/64, /*vocab=*/131072, false);
+}
+
 TEST(FusedLmHeadLoss, MatchesFloat64WithIgnoredRowsAndAnUnalignedVocabulary) {
   REQUIRE_CUDA();
   CheckFusedAgainstReference(1000, 64, 1001, true);  // 1001 % 8 != 0: the scalar path

@@ -7,19 +7,21 @@ the same GPT (nanoGPT's model.py layout: tied embeddings, learned positions, pre
 matmuls, scaled dot product attention with is_causal, gradient accumulation over
 batch_tokens / (micro_batch * seq_len) micro-batches, global-norm clipping, fused AdamW with weight decay
 on matrices only. `--mode compile` wraps the model in torch.compile (default mode, nanoGPT's setting);
-`--mode eager` does not. Tokens are random ids drawn on the GPU (the worker reads real shards), so the
-peer pays nothing for data.
+`--mode eager` does not. Tokens are windows of the run's own train shard, read once before timing (four
+step batches, cycled), so the peer pays nothing for data; `--random-tokens` draws random ids instead.
 
 Prints one JSON line: tokens/s (the median of per-step rates after warm-up, timed with CUDA events),
 MFU with the accountant's training FLOPs per token (run.json's accounting.train_flops, the figure the
 worker's MFU uses) over 989 TFLOP/s, and the peak memory the caching allocator handed out.
 """
 import argparse
+import glob
 import json
 import math
 import statistics
 import time
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -70,6 +72,27 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
 
+def token_batches(run, random_tokens, micro_steps, B, T, dev, count=4):
+    """`count` step batches (micro_steps, B, T + 1) on the GPU: windows of T + 1 tokens at random
+    window starts of the run's first train shard (the worker's shard format, common/data/
+    token_shard.h: a 256-int32 header, then uint16 ids), or random ids. Real tokens give the peer
+    activations like the worker's, whose timings can depend on them (a GEMM's power draw, and so
+    the clock it runs at, varies with its operands' bits)."""
+    m = run["model"]
+    shards = sorted(glob.glob(run["data"]["train"]))
+    if random_tokens or not shards:
+        return [torch.randint(0, m["vocab_size"], (micro_steps, B, T + 1), device=dev)
+                for _ in range(count)]
+    tokens = np.memmap(shards[0], dtype=np.uint16, mode="r", offset=256 * 4)
+    windows = (len(tokens) - 1) // T
+    rng = np.random.default_rng(run["seed"])
+    starts = rng.choice(windows, size=count * micro_steps * B, replace=windows < count * micro_steps * B)
+    rows = np.stack([np.asarray(tokens[s * T:s * T + T + 1], dtype=np.int64) for s in starts])
+    if rows.max() >= m["vocab_size"]:
+        raise SystemExit(f"{shards[0]}: token id {rows.max()} outside the vocabulary")
+    return list(torch.from_numpy(rows).to(dev).view(count, micro_steps, B, T + 1).unbind(0))
+
+
 def write_kernel_profile(path, step):
     """GPU activities of one call of step(), summed by name (worker/runtime/kernel_profile.h)."""
     from torch.profiler import ProfilerActivity, profile
@@ -95,6 +118,8 @@ def main():
     ap.add_argument("--mode", choices=["compile", "eager"], default="compile")
     ap.add_argument("--steps", type=int, default=40, help="timed optimizer steps")
     ap.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation)")
+    ap.add_argument("--random-tokens", action="store_true",
+                    help="random ids drawn on the GPU instead of windows of the run's train shards")
     ap.add_argument("--profile", metavar="PATH",
                     help="after the timed steps, write the GPU activities of one more step to PATH "
                          "(the format of the worker's kernel_profile.json)")
@@ -123,8 +148,7 @@ def main():
         lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"], fused=True)
     step_model = torch.compile(model) if args.mode == "compile" else model
 
-    batches = [torch.randint(0, m["vocab_size"], (micro_steps, B, T + 1), device=dev)
-               for _ in range(4)]
+    batches = token_batches(run, args.random_tokens, micro_steps, B, T, dev)
 
     def train_step(i):
         data = batches[i % len(batches)]

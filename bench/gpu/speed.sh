@@ -10,6 +10,7 @@
 #   worker-graph-B isoflop-worker --attention B (B: flash, cudnn, efficient), when named
 #   torch-compile  bench/gpu/gpt_reference.py --mode compile (unless ISOFLOP_SPEED_NO_REFERENCE=1)
 #   torch-eager    bench/gpu/gpt_reference.py --mode eager
+#   torch-compile-random, torch-eager-random   the same on random token ids, when named
 # ISOFLOP_SPEED_WORKER (default "graph eager"; also "streams": pgpt with a CUDA stream per path,
 # "unfused-ln": LibTorch's float32 LayerNorm in place of the worker's kernel) and
 # ISOFLOP_SPEED_TORCH (default "compile eager"; set but empty: none) pick the measurements, ISOFLOP_SPEED_SWEEP
@@ -73,11 +74,13 @@ PY
   done
   if [ "${ISOFLOP_SPEED_NO_REFERENCE:-0}" != 1 ]; then
     for mode in ${ISOFLOP_SPEED_TORCH-compile eager}; do
-      profile=()
-      [ "${ISOFLOP_SPEED_PROFILE:-0}" = 1 ] && profile=(--profile "$OUT/$name-torch-$mode.profile.json")
-      python3 "$ROOT/bench/gpu/gpt_reference.py" --config "$config" --mode "$mode" "${profile[@]}" \
+      # compile-random / eager-random: the peer on random ids instead of the run's train shard.
+      peer=(--mode "${mode%-random}")
+      [ "$mode" = "${mode%-random}" ] || peer+=(--random-tokens)
+      [ "${ISOFLOP_SPEED_PROFILE:-0}" = 1 ] && peer+=(--profile "$OUT/$name-torch-$mode.profile.json")
+      python3 "$ROOT/bench/gpu/gpt_reference.py" --config "$config" "${peer[@]}" \
         --steps "$((STEPS - 20 > 10 ? STEPS - 20 : 10))" 2>"$OUT/$name-torch-$mode.log" |
-        python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r["peer"]="torch-"+r.pop("mode"); r["config"]=sys.argv[1]; print(json.dumps(r))' "$name" \
+        python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); r.pop("mode"); r["peer"]=sys.argv[2]; r["config"]=sys.argv[1]; print(json.dumps(r))' "$name" "torch-$mode" \
         >>"$OUT/speed.jsonl" || echo "{\"config\": \"$name\", \"peer\": \"torch-$mode\", \"exit\": 1}" >>"$OUT/speed.jsonl"
       tail -1 "$OUT/speed.jsonl"
     done

@@ -9,9 +9,11 @@
 // is negative (ignored, nanoGPT's -1) gets loss 0 and a zero gradient.
 //
 // Arithmetic is float32 throughout: one pass finds each row's max and sum of exponentials (an online
-// softmax over 16-byte loads of 8 logits), a second pass, mostly from L2, writes the gradient. Memory
-// traffic is one read and one write of the logits, against the several float32 passes of an unfused
-// log_softmax, nll_loss and their backward.
+// softmax over 16-byte loads of 8 logits) and keeps the row in shared memory where it fits (vocab *
+// 2 bytes against the block's opt-in limit: 227 KiB on Hopper); a second pass reads it from there
+// and writes the gradient. Memory traffic is one read and one write of the logits, against the
+// several float32 passes of an unfused log_softmax, nll_loss and their backward. Rows too long for
+// shared memory are read twice from global memory (the second time partly from L2).
 //
 // Plain CUDA (no LibTorch headers): worker/models/lm_head_loss.cpp wraps it for autograd.
 #pragma once
