@@ -46,8 +46,13 @@ struct LmHeadCrossEntropy : torch::autograd::Function<LmHeadCrossEntropy> {
     const torch::Tensor g = grad_outputs[0].to(torch::kFloat32);  // upstream, a scalar
     const auto h_dtype = static_cast<torch::ScalarType>(ctx->saved_data["h_dtype"].toInt());
     const auto w_dtype = static_cast<torch::ScalarType>(ctx->saved_data["w_dtype"].toInt());
-    const torch::Tensor dh = torch::mm(dz, wb).to(h_dtype).mul_(g);      // (N, V)(V, d) -> (N, d)
-    const torch::Tensor dw = torch::mm(dz.t(), hb).to(w_dtype).mul_(g);  // (V, N)(N, d) -> (V, d)
+    const torch::Tensor dh = torch::mm(dz, wb).to(h_dtype).mul_(g);  // (N, V)(V, d) -> (N, d)
+    // dw = dz^T (g h): the upstream factor on the (N, d) side, and a float32 weight's gradient
+    // straight out of the GEMM's float32 accumulators: no cast and no scaling pass over (V, d).
+    const torch::Tensor gh = hb * g;  // (N, d) bf16
+    const torch::Tensor dw = w_dtype == torch::kFloat32
+                                 ? at::mm(dz.t(), gh, torch::kFloat32)  // (V, N)(N, d) -> (V, d)
+                                 : torch::mm(dz.t(), gh).to(w_dtype);
     return {dh, dw, torch::Tensor()};
   }
 };
