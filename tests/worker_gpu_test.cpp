@@ -9,11 +9,13 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "tests/worker_testing.h"
 #include "worker/models/fused_layer_norm.h"
+#include "worker/models/linear_map.h"
 #include "worker/models/lm_head_loss.h"
 #include "worker/models/model_registry.h"
 #include "worker/runtime/trainer.h"
@@ -111,6 +113,55 @@ TEST(FusedLmHeadLoss, TrainingLossEqualsThePlainPathUnderAutocast) {
   at::autocast::set_autocast_enabled(at::kCUDA, false);
   at::autocast::clear_cache();
   EXPECT_NEAR(fused, plain, 1e-2 * plain);
+}
+
+// LinearMap under bf16 autocast (float32 weight gradients straight from the GEMM) against
+// F::linear under autocast and against float64, with and without a bias.
+TEST(LinearMap, MatchesAutocastLinearAndFloat64) {
+  REQUIRE_CUDA();
+  torch::manual_seed(7);
+  const auto cuda = torch::TensorOptions().device(torch::kCUDA);
+  for (const bool with_bias : {false, true}) {
+    const torch::Tensor x0 = torch::randn({4, 64, 96}, cuda);
+    const torch::Tensor w0 = torch::randn({80, 96}, cuda) / std::sqrt(96.0);
+    const torch::Tensor b0 = with_bias ? torch::randn({80}, cuda) : torch::Tensor();
+    const torch::Tensor r = torch::randn({4, 64, 80}, cuda);
+    struct Grads {
+      torch::Tensor y, dx, dw, db;
+    };
+    auto run = [&](bool mapped, torch::ScalarType dtype) {
+      torch::Tensor x = x0.to(dtype).requires_grad_();
+      torch::Tensor w = w0.to(dtype).requires_grad_();
+      torch::Tensor b = with_bias ? b0.to(dtype).requires_grad_() : torch::Tensor();
+      const bool autocast = dtype == torch::kFloat32;
+      at::autocast::set_autocast_enabled(at::kCUDA, autocast);
+      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+      torch::Tensor y = mapped ? LinearMap(x, w, b) : torch::nn::functional::linear(x, w, b);
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+      at::autocast::clear_cache();
+      (y.to(dtype) * r.to(dtype)).sum().backward();
+      return Grads{y.detach(), x.grad(), w.grad(), with_bias ? b.grad() : torch::Tensor()};
+    };
+    const Grads mapped = run(true, torch::kFloat32), plain = run(false, torch::kFloat32);
+    const Grads exact = run(false, torch::kFloat64);
+    EXPECT_EQ(mapped.y.scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(mapped.dx.scalar_type(), torch::kFloat32);
+    EXPECT_EQ(mapped.dw.scalar_type(), torch::kFloat32);
+    auto error = [](const torch::Tensor& got, const torch::Tensor& want) {
+      return RelativeError(got, want.cpu());
+    };
+    EXPECT_LT(error(mapped.y, plain.y), 1e-3) << "the same bf16 forward";
+    for (const auto& [got, want, name] :
+         {std::tuple{mapped.y, exact.y, "y"}, std::tuple{mapped.dx, exact.dx, "dx"},
+          std::tuple{mapped.dw, exact.dw, "dw"}}) {
+      EXPECT_LT(error(got, want), 1e-2) << name << (with_bias ? " with bias" : "");
+    }
+    // No worse than autocast's own weight gradient (rounded to bf16 before its float32 copy).
+    EXPECT_LE(error(mapped.dw, exact.dw), error(plain.dw, exact.dw) * 1.05 + 1e-6);
+    if (with_bias) {
+      EXPECT_LT(error(mapped.db, exact.db), 1e-2);
+    }
+  }
 }
 
 // The LayerNorm kernel (float32 in, bf16 out under autocast) against torch::layer_norm in float64:

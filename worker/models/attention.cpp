@@ -1,5 +1,7 @@
 #include "worker/models/attention.h"
 
+#include "worker/models/linear_map.h"
+
 namespace isoflop {
 
 RotaryImpl::RotaryImpl(int64_t head_dim, int64_t max_seq_len, double base) {
@@ -95,10 +97,11 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelSpec& spec,
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
   const auto qkv =
-      c_attn(x).split_with_sizes({attn_width, kv_width, kv_width}, -1);  // (B, T, a|e|e)
+      LinearMap(x, c_attn->weight, c_attn->bias)
+          .split_with_sizes({attn_width, kv_width, kv_width}, -1);  // (B, T, a|e|e)
   const torch::Tensor y = CausalAttention(qkv[0], qkv[1], qkv[2], n_head, n_kv_head,
                                           rotary.is_empty() ? nullptr : rotary.get());
-  return c_proj(y);  // (B, T, a) -> (B, T, d)
+  return LinearMap(y, c_proj->weight, c_proj->bias);  // (B, T, a) -> (B, T, d)
 }
 
 torch::Tensor CausalSelfAttentionImpl::Decode(const torch::Tensor& x, KvCache& cache,

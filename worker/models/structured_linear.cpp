@@ -1,5 +1,7 @@
 #include "worker/models/structured_linear.h"
 
+#include "worker/models/linear_map.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numbers>
@@ -32,7 +34,7 @@ DenseLinearImpl::DenseLinearImpl(int64_t in, int64_t out, bool bias)
 }
 
 torch::Tensor DenseLinearImpl::forward(const torch::Tensor& x) {
-  return F::linear(x, weight, bias);  // (..., in) -> (..., out)
+  return LinearMap(x, weight, bias);  // (..., in) -> (..., out)
 }
 
 void DenseLinearImpl::ScaleMap(double s) {
