@@ -136,7 +136,8 @@ TEST(LinearMap, MatchesAutocastLinearAndFloat64) {
       const bool autocast = dtype == torch::kFloat32;
       at::autocast::set_autocast_enabled(at::kCUDA, autocast);
       at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-      torch::Tensor y = mapped ? LinearMap(x, w, b) : torch::nn::functional::linear(x, w, b);
+      torch::Tensor y = mapped ? LinearMap(x, w, b, /*float32_weight_grad=*/true)
+                               : torch::nn::functional::linear(x, w, b);
       at::autocast::set_autocast_enabled(at::kCUDA, false);
       at::autocast::clear_cache();
       (y.to(dtype) * r.to(dtype)).sum().backward();

@@ -152,6 +152,10 @@ int main(int argc, char** argv) {
                "under bf16 autocast on CUDA, LibTorch's float32 LayerNorm instead of the worker's "
                "kernel (float32 in, bf16 out)")
       ->envname("ISOFLOP_NO_FUSED_LAYER_NORM");
+  app.add_flag("--float32-weight-grads", options.float32_weight_grads,
+               "under bf16 autocast on CUDA, gpt attention and dense FFN weight gradients written "
+               "float32 by their GEMMs (no bf16 cast pass; not yet validated on the GPU)")
+      ->envname("ISOFLOP_FLOAT32_WEIGHT_GRADS");
   bool no_cuda_graph = false;
   app.add_flag("--no-cuda-graph", no_cuda_graph,
                "step eagerly instead of replaying the training step as a captured CUDA graph")

@@ -12,7 +12,8 @@
 #   torch-eager    bench/gpu/gpt_reference.py --mode eager
 #   torch-compile-random, torch-eager-random   the same on random token ids, when named
 # ISOFLOP_SPEED_WORKER (default "graph eager"; also "streams": pgpt with a CUDA stream per path,
-# "unfused-ln": LibTorch's float32 LayerNorm in place of the worker's kernel) and
+# "unfused-ln": LibTorch's float32 LayerNorm in place of the worker's kernel, "f32-wgrad":
+# --float32-weight-grads) and
 # ISOFLOP_SPEED_TORCH (default "compile eager"; set but empty: none) pick the measurements, ISOFLOP_SPEED_SWEEP
 # another sweep file (bench/gpu/pgpt_speed.yaml). ISOFLOP_SPEED_PROFILE=1: every measurement also records
 # the GPU kernels of one step after its timed ones (worker: --profile-step; peer: --profile) into
@@ -47,6 +48,7 @@ for name in "${names[@]}"; do
       graph-*) flags+=(--attention "${mode#graph-}") ;;  # e.g. graph-cudnn
       streams) flags+=(--path-streams) ;;                 # pgpt: a CUDA stream per path
       unfused-ln) flags+=(--no-fused-layer-norm) ;;       # LibTorch's float32 LayerNorm
+      f32-wgrad) flags+=(--float32-weight-grads) ;;       # LinearMap's float32 weight gradients
     esac
     status=0
     "$BUILD/worker/isoflop-worker" --config "$config" --run-dir "$dir" "${flags[@]}" \

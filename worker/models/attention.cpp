@@ -96,12 +96,12 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const ModelSpec& spec,
 }
 
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x) {
-  const auto qkv =
-      LinearMap(x, c_attn->weight, c_attn->bias)
-          .split_with_sizes({attn_width, kv_width, kv_width}, -1);  // (B, T, a|e|e)
+  const auto qkv = LinearMap(x, c_attn->weight, c_attn->bias, float32_weight_grads)
+                       .split_with_sizes({attn_width, kv_width, kv_width}, -1);  // (B, T, a|e|e)
   const torch::Tensor y = CausalAttention(qkv[0], qkv[1], qkv[2], n_head, n_kv_head,
                                           rotary.is_empty() ? nullptr : rotary.get());
-  return LinearMap(y, c_proj->weight, c_proj->bias);  // (B, T, a) -> (B, T, d)
+  return LinearMap(y, c_proj->weight, c_proj->bias,
+                   float32_weight_grads);  // (B, T, a) -> (B, T, d)
 }
 
 torch::Tensor CausalSelfAttentionImpl::Decode(const torch::Tensor& x, KvCache& cache,

@@ -59,6 +59,7 @@ struct CausalSelfAttentionImpl : torch::nn::Module {
   torch::Tensor Decode(const torch::Tensor& x, KvCache& cache, const DecodePosition& at);
 
   int64_t n_head, n_kv_head, attn_width, kv_width;
+  bool float32_weight_grads = false;  // LinearMap's float32 weight gradients (linear_map.h)
   torch::nn::Linear c_attn{nullptr};  // (a + 2e, d)
   torch::nn::Linear c_proj{nullptr};  // (d, a): a residual projection (init.h)
   Rotary rotary{nullptr};             // null with learned positions

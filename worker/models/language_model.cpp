@@ -130,6 +130,15 @@ void LanguageModelImpl::set_fused_layer_norm(bool on) {
   }
 }
 
+void LanguageModelImpl::set_float32_weight_grads(bool on) {
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* attn = dynamic_cast<CausalSelfAttentionImpl*>(module.get()))
+      attn->float32_weight_grads = on;
+    if (auto* linear = dynamic_cast<DenseLinearImpl*>(module.get()))
+      linear->float32_weight_grads = on;
+  }
+}
+
 torch::Tensor NextTokenLoss(const torch::Tensor& logits, const torch::Tensor& targets) {
   return F::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}),
                           F::CrossEntropyFuncOptions().ignore_index(-1));

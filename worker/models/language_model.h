@@ -93,6 +93,9 @@ class LanguageModelImpl : public torch::nn::Module {
   void PremergeStructuredLayers(int64_t max_tokens = 0);
   // Whether every LayerNorm takes the fused kernel where it applies (on by default).
   void set_fused_layer_norm(bool on);
+  // Whether gpt attention and dense FFN linears take LinearMap's float32 weight gradients where
+  // they apply (off by default: linear_map.h).
+  void set_float32_weight_grads(bool on);
 
   torch::nn::Embedding wte{nullptr};  // (V, d_model)
   torch::nn::Embedding wpe{nullptr};  // (T, d_model); null with rotary positions

@@ -2,6 +2,8 @@
 
 #include <ATen/autocast_mode.h>
 
+#include <optional>
+
 namespace isoflop {
 namespace {
 
@@ -10,17 +12,18 @@ using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
 struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
+  // bias: nullopt without one (autograd::Function takes no undefined tensor as an input).
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& x,
-                               const torch::Tensor& weight, const torch::Tensor& bias) {
+                               const torch::Tensor& weight,
+                               const std::optional<torch::Tensor>& bias) {
     const int64_t in = weight.size(1), out = weight.size(0);
     const torch::Tensor x2 = x.to(torch::kBFloat16).reshape({-1, in});  // (N, in)
-    const torch::Tensor wb = weight.to(torch::kBFloat16);                // (out, in)
-    const torch::Tensor y = bias.defined()
-                                ? torch::addmm(bias.to(torch::kBFloat16), x2, wb.t())
-                                : torch::mm(x2, wb.t());  // (N, out) = x W^T + b
+    const torch::Tensor wb = weight.to(torch::kBFloat16);               // (out, in)
+    const torch::Tensor y = bias.has_value() ? torch::addmm(bias->to(torch::kBFloat16), x2, wb.t())
+                                             : torch::mm(x2, wb.t());  // (N, out) = x W^T + b
     ctx->save_for_backward({x2, wb});
     ctx->saved_data["x_dtype"] = static_cast<int64_t>(x.scalar_type());
-    ctx->saved_data["has_bias"] = bias.defined();
+    ctx->saved_data["has_bias"] = bias.has_value();
     std::vector<int64_t> shape = x.sizes().vec();
     shape.back() = out;
     return y.view(shape);
@@ -47,12 +50,14 @@ struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
 }  // namespace
 
 torch::Tensor LinearMap(const torch::Tensor& x, const torch::Tensor& weight,
-                        const torch::Tensor& bias) {
-  const bool bf16_cuda = x.is_cuda() && at::autocast::is_autocast_enabled(at::kCUDA) &&
+                        const torch::Tensor& bias, bool float32_weight_grad) {
+  const bool bf16_cuda = float32_weight_grad && x.is_cuda() &&
+                         at::autocast::is_autocast_enabled(at::kCUDA) &&
                          at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;
   if (bf16_cuda && weight.scalar_type() == torch::kFloat32 && weight.requires_grad() &&
       torch::GradMode::is_enabled() && (!bias.defined() || bias.scalar_type() == torch::kFloat32)) {
-    return Bf16Linear::apply(x, weight, bias);
+    return Bf16Linear::apply(x, weight,
+                             bias.defined() ? std::optional<torch::Tensor>(bias) : std::nullopt);
   }
   return F::linear(x, weight, bias);
 }

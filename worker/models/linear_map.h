@@ -6,14 +6,20 @@
 // gradient rounded to bf16 on the way. Here the weight-gradient GEMM writes float32 directly from
 // its float32 accumulators (at::mm with out_dtype): the same products, no cast kernel, a more exact
 // gradient. Everywhere else (CPU, float32, no autocast, no gradient wanted) it is F::linear.
+//
+// Opt-in (`float32_weight_grad`; isoflop-worker --float32-weight-grads) until the GPU test
+// LinearMap.MatchesAutocastLinearAndFloat64 and a training run have passed on the GPU machine: its
+// first GPU run (2026-12-07) failed on an undefined bias given to the autograd Function, since
+// fixed.
 #pragma once
 
 #include <torch/torch.h>
 
 namespace isoflop {
 
-// x (..., in), weight (out, in), bias (out) or undefined -> (..., out).
+// x (..., in), weight (out, in), bias (out) or undefined -> (..., out). float32_weight_grad: the
+// path above where it applies; false: F::linear.
 torch::Tensor LinearMap(const torch::Tensor& x, const torch::Tensor& weight,
-                        const torch::Tensor& bias);
+                        const torch::Tensor& bias, bool float32_weight_grad);
 
 }  // namespace isoflop

@@ -34,7 +34,7 @@ DenseLinearImpl::DenseLinearImpl(int64_t in, int64_t out, bool bias)
 }
 
 torch::Tensor DenseLinearImpl::forward(const torch::Tensor& x) {
-  return LinearMap(x, weight, bias);  // (..., in) -> (..., out)
+  return LinearMap(x, weight, bias, float32_weight_grads);  // (..., in) -> (..., out)
 }
 
 void DenseLinearImpl::ScaleMap(double s) {

@@ -47,7 +47,8 @@ class DenseLinearImpl : public FfnLinearImpl {
   torch::Tensor DenseWeight() override { return weight; }
   void ScaleMap(double s) override;
 
-  torch::Tensor weight;  // (out, in)
+  torch::Tensor weight;               // (out, in)
+  bool float32_weight_grads = false;  // LinearMap's float32 weight gradients (linear_map.h)
 };
 
 // The u ~ U(0, 1) draws with which reduce_flop decides, per layer and call, whether to compute the

@@ -319,6 +319,7 @@ Status Trainer::Init() {
     pgpt->set_path_streams(options_.path_streams && cuda);
   }
   model_->set_fused_layer_norm(options_.fused_layer_norm);
+  model_->set_float32_weight_grads(options_.float32_weight_grads);
   for (const auto& [name, tensor] : ModelTensors(*model_)) {
     if (tensor.requires_grad()) params_.push_back(tensor);
   }

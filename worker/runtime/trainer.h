@@ -63,6 +63,7 @@ struct TrainerOptions {
   bool cuda_graph = true;        // capture the training step as a CUDA graph where it can be
   bool path_streams = false;     // pgpt on CUDA: each path on its own stream (pgpt.h)
   bool fused_layer_norm = true;  // bf16 autocast on CUDA: the LayerNorm kernel (fused_layer_norm.h)
+  bool float32_weight_grads = false;  // bf16 autocast on CUDA: LinearMap's (linear_map.h)
   // > 0: record the GPU work of this optimizer step (1-based) into DIR/kernel_profile.json
   // (kernel_profile.h). Its interval's tokens/s includes the profiler's overhead.
   int64_t profile_step = 0;
