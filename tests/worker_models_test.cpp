@@ -13,6 +13,7 @@
 #include "tests/worker_models_testing.h"
 #include "worker/models/gpt.h"
 #include "worker/models/lgpt.h"
+#include "worker/models/linear_map.h"
 #include "worker/models/pgpt.h"
 
 namespace isoflop {
@@ -243,6 +244,23 @@ void ExpectCachedDecodingMatchesForward(LanguageModelImpl& model, int64_t steps)
         << (logits - full.select(1, t)).abs().max().item<double>();
   }
   EXPECT_EQ(state.at.pos.item<int64_t>(), steps);
+}
+
+// Off the GPU (and without bf16 autocast) LinearMap is F::linear, whether or not its float32
+// weight-gradient path is asked for; that path itself is tested on the GPU (worker_gpu_test).
+TEST(LinearMap, IsFLinearOffTheGpu) {
+  torch::manual_seed(3);
+  const torch::Tensor x = torch::randn({2, 3, 8});
+  const torch::Tensor w = torch::randn({5, 8}).requires_grad_();
+  const torch::Tensor b = torch::randn({5}).requires_grad_();
+  for (const bool float32_weight_grad : {false, true}) {
+    for (const torch::Tensor& bias : {b, torch::Tensor()}) {
+      const torch::Tensor want = torch::nn::functional::linear(x, w, bias);
+      const torch::Tensor got = LinearMap(x, w, bias, float32_weight_grad);
+      EXPECT_TRUE(torch::equal(got, want));
+      EXPECT_EQ(got.grad_fn()->name(), want.grad_fn()->name());
+    }
+  }
 }
 
 TEST_P(EveryVariant, CachedDecodingEqualsTheFullForward) {

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "common/atomic_file.h"
 #include "common/store/run_store.h"
 #include "worker/models/model_registry.h"
 #include "worker/models/pgpt.h"
@@ -784,9 +785,8 @@ Status Trainer::WriteSample() {
     out << "\n";
   }
   const std::string path = (fs::path(options_.run_dir) / "sample.txt").string();
-  std::ofstream file(path, std::ios::binary | std::ios::trunc);
-  file << out.str();
-  if (!file.flush()) return Status::IOError(fmt::format("{}: cannot write the sample", path));
+  // Whole or absent: a full disk or a kill mid-write leaves no truncated sample behind.
+  ISOFLOP_RETURN_IF_ERROR(WriteFileAtomically(path, out.str()));
   spdlog::info("wrote {} sampled tokens to {}", options_.sample_tokens, path);
   return Status::OK();
 }
