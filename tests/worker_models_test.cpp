@@ -244,6 +244,9 @@ void ExpectCachedDecodingMatchesForward(LanguageModelImpl& model, int64_t steps)
         << (logits - full.select(1, t)).abs().max().item<double>();
   }
   EXPECT_EQ(state.at.pos.item<int64_t>(), steps);
+  // The cache is full: one more step is refused before it writes anything.
+  EXPECT_THROW(model.DecodeStep(idx.narrow(1, 0, 1), state), c10::Error);
+  EXPECT_EQ(state.at.pos.item<int64_t>(), steps);
 }
 
 // Off the GPU (and without bf16 autocast) LinearMap is F::linear, whether or not its float32

@@ -101,6 +101,7 @@ struct Greedy {
   }
   void Reset() {
     state.at.pos.fill_(0);
+    state.steps_taken = 0;
     token.fill_(1);
   }
 };

@@ -72,6 +72,9 @@ DecodeState LanguageModelImpl::NewDecodeState(int64_t capacity) {
 
 torch::Tensor LanguageModelImpl::DecodeStep(const torch::Tensor& token, DecodeState& state) {
   TORCH_CHECK(token.dim() == 2 && token.size(1) == 1, "token must be (B, 1), got ", token.sizes());
+  TORCH_CHECK(state.steps_taken < state.positions.size(0), "decoding past the cache's capacity of ",
+              state.positions.size(0), " positions");
+  ++state.steps_taken;
   // mask[t] = t <= pos: this position attends to itself and every earlier one.
   torch::le_out(state.at.mask, state.positions.view({1, 1, 1, -1}), state.at.pos);
   torch::Tensor x = wte(token);                                // (B, 1) -> (B, 1, d)

@@ -50,6 +50,10 @@ struct DecodeState {
   torch::Tensor positions;      // (capacity) int64: 0 .. capacity-1, for the mask
   std::vector<KvCache> caches;  // one per block, in the model's block order (pgpt: path-major)
   int64_t path = -1;            // pgpt-1: the only path that runs; -1: every path
+  // DecodeStep calls made on the host, checked against the capacity there: an index past the
+  // cache would otherwise write out of bounds on the device. A replayed CUDA graph of a step does
+  // not count (its caller keeps pos below the capacity).
+  int64_t steps_taken = 0;
 };
 
 class LanguageModelImpl : public torch::nn::Module {
@@ -73,7 +77,7 @@ class LanguageModelImpl : public torch::nn::Module {
   // Feeds token (B, 1) int64 at position state.at.pos and returns the next-token logits (B, V),
   // then advances the position: forward(prefix)[:, -1] computed from the cached earlier positions.
   // Device operations only, so that a step can be captured as a CUDA graph once the caches exist.
-  // The caller keeps pos below the capacity.
+  // The caller keeps pos below the capacity; a host call past it is refused (steps_taken).
   torch::Tensor DecodeStep(const torch::Tensor& token, DecodeState& state);
 
   // Self-guided training (papers.md 3.4): the blend weight alpha of every structured FFN linear's
