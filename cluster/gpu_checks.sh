@@ -219,7 +219,8 @@ check_speed() {
 check_ffn() {
   say "check ffn: structured FFN layers, worker against plain PyTorch"
   ((DEADLINE - SECONDS > 100)) || { echo "no time left for ffn"; return 1; }
-  { "$BUILD/worker/isoflop-ffn-bench" --premerge
+  mkdir -p "$LOG/ffn_profiles"
+  { "$BUILD/worker/isoflop-ffn-bench" --premerge --profile "$LOG/ffn_profiles"
     python3 "$ROOT/bench/gpu/ffn_reference.py"; } >"$LOG/ffn.jsonl" 2>"$LOG/ffn.log" || true
   python3 "$ROOT/bench/gpu/ffn_summary.py" "$LOG/ffn.jsonl" | tee "$LOG/ffn.md"
 }

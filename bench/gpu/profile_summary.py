@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a training step's GPU time goes: the worker's kernel profile next to its PyTorch peer's.
 
-    bench/gpu/profile_summary.py WORKER.json PEER.json [--top N]
+    bench/gpu/profile_summary.py WORKER.json [PEER.json] [--top N]
 
 Both files are kernel profiles of one optimizer step (isoflop-worker --profile-step, written as
 kernel_profile.json; gpt_reference.py --profile). Prints markdown: GPU time by kind of kernel for
@@ -47,10 +47,12 @@ def by_kind(profile):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("worker")
-    ap.add_argument("peer")
+    ap.add_argument("peer", nargs="?", help="without it, the worker's profile alone")
     ap.add_argument("--top", type=int, default=12)
     args = ap.parse_args()
-    worker, peer = (json.load(open(p)) for p in (args.worker, args.peer))
+    worker = json.load(open(args.worker))
+    # Alone: an empty peer, so that the columns stay the same.
+    peer = json.load(open(args.peer)) if args.peer else {"gpu_us": 0.0, "activities": []}
     w, p = by_kind(worker), by_kind(peer)
     print("| kind | worker ms | kernels | peer ms | kernels | worker - peer ms |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -65,7 +67,7 @@ def main():
     wt, pt = worker["gpu_us"], peer["gpu_us"]
     print(f"| **all** | **{wt / 1e3:.2f}** | {sum(c for c, _ in w.values())} | **{pt / 1e3:.2f}** | "
           f"{sum(c for c, _ in p.values())} | **{(wt - pt) / 1e3:+.2f}** |")
-    for title, profile in (("worker", worker), ("peer", peer)):
+    for title, profile in (("worker", worker), ("peer", peer))[:2 if args.peer else 1]:
         print(f"\nLongest kernels, {title}:\n")
         print("| ms | count | kind | kernel |")
         print("|---:|---:|---|---|")

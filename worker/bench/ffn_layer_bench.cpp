@@ -18,6 +18,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 #include "common/model_spec.h"
 #include "worker/models/ffn.h"
 #include "worker/models/structured_linear.h"
+#include "worker/runtime/kernel_profile.h"
 
 namespace isoflop {
 namespace {
@@ -95,10 +97,14 @@ int Main(int argc, char** argv) {
   std::vector<int64_t> widths = {2048, 3072, 5120};
   int reps = 20;
   bool premerge = false;
+  std::string profile_dir;
   app.add_option("--tokens", tokens, "rows of x")->capture_default_str();
   app.add_option("--widths", widths, "model widths d (f = 4d)")->delimiter(',');
   app.add_option("--reps", reps, "timed repetitions (median reported)")->capture_default_str();
   app.add_flag("--premerge", premerge, "also find the pre-merge threshold of each layer");
+  app.add_option("--profile", profile_dir,
+                 "also write the GPU kernels of one forward + backward of each layer to "
+                 "DIR/ffn_<width>_<variant>.profile.json (kernel_profile.h)");
   CLI11_PARSE(app, argc, argv);
   if (!torch::cuda::is_available()) {
     std::fprintf(stderr, "isoflop-ffn-bench: no CUDA device\n");
@@ -120,13 +126,24 @@ int Main(int argc, char** argv) {
       mlp->to(torch::kCUDA, torch::kBFloat16);
       const torch::Tensor x = torch::randn({tokens, d}, bf16).requires_grad_();
       const torch::Tensor g = torch::randn({tokens, d}, bf16);
-      const double ms = MedianMs(
-          [&] {
-            mlp->forward(x).backward(g);
-            for (auto& p : mlp->parameters()) p.mutable_grad().reset();
-            x.mutable_grad().reset();
-          },
-          reps);
+      auto step = [&] {
+        mlp->forward(x).backward(g);
+        for (auto& p : mlp->parameters()) p.mutable_grad().reset();
+        x.mutable_grad().reset();
+      };
+      const double ms = MedianMs(step, reps);
+      if (!profile_dir.empty()) {
+        Result<std::unique_ptr<KernelProfile>> profile = KernelProfile::Start();
+        Status st = profile.status();
+        if (st.ok()) {
+          step();
+          st = (*profile)->StopAndWrite(
+              (std::filesystem::path(profile_dir) /
+               ("ffn_" + std::to_string(d) + "_" + setting.name + ".profile.json"))
+                  .string());
+        }
+        if (!st.ok()) std::fprintf(stderr, "isoflop-ffn-bench: %s\n", st.message().c_str());
+      }
       const int64_t macs = MapMacs(*mlp);
       if (setting.type == FfnType::kDense) dense_ms = ms, dense_macs = macs;
       const double flop_ratio = static_cast<double>(dense_macs) / static_cast<double>(macs);

@@ -17,11 +17,11 @@ __device__ __forceinline__ float WarpSum(float v) {
 // Lane l holds columns l + 32 i, i < kPerLane: coalesced 128-byte rows of float32 a load.
 template <int kPerLane>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    ForwardKernel(const float* __restrict__ x, const __nv_bfloat16* __restrict__ branch,
-                  float* __restrict__ sum_out, const float* __restrict__ gamma,
-                  const float* __restrict__ beta, __nv_bfloat16* __restrict__ y,
-                  float* __restrict__ mean_out, float* __restrict__ rstd_out, int64_t rows,
-                  float eps) {
+    LayerNormForwardKernel(const float* __restrict__ x, const __nv_bfloat16* __restrict__ branch,
+                           float* __restrict__ sum_out, const float* __restrict__ gamma,
+                           const float* __restrict__ beta, __nv_bfloat16* __restrict__ y,
+                           float* __restrict__ mean_out, float* __restrict__ rstd_out, int64_t rows,
+                           float eps) {
   constexpr int kWidth = kPerLane * 32;
   const int lane = threadIdx.x % 32;
   const int64_t row = int64_t{blockIdx.x} * kWarpsPerBlock + threadIdx.x / 32;
@@ -64,12 +64,12 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 // dgamma and dbeta over them.
 template <int kPerLane>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
-    BackwardKernel(const __nv_bfloat16* __restrict__ dy, const float* __restrict__ x,
-                   const float* __restrict__ mean_in, const float* __restrict__ rstd_in,
-                   const float* __restrict__ gamma, const float* __restrict__ dresidual,
-                   float* __restrict__ dx, __nv_bfloat16* __restrict__ dbranch,
-                   float* __restrict__ dgamma_partial, float* __restrict__ dbeta_partial,
-                   int64_t rows) {
+    LayerNormBackwardKernel(const __nv_bfloat16* __restrict__ dy, const float* __restrict__ x,
+                            const float* __restrict__ mean_in, const float* __restrict__ rstd_in,
+                            const float* __restrict__ gamma, const float* __restrict__ dresidual,
+                            float* __restrict__ dx, __nv_bfloat16* __restrict__ dbranch,
+                            float* __restrict__ dgamma_partial, float* __restrict__ dbeta_partial,
+                            int64_t rows) {
   constexpr int kWidth = kPerLane * 32;
   const int lane = threadIdx.x % 32;
   const int64_t warp = int64_t{blockIdx.x} * kWarpsPerBlock + threadIdx.x / 32;
@@ -152,10 +152,10 @@ cudaError_t LayerNormForwardBf16(const float* x, const uint16_t* branch, float* 
   auto* out = reinterpret_cast<__nv_bfloat16*>(y);
   const auto* add = reinterpret_cast<const __nv_bfloat16*>(branch);
   switch (width / 32) {
-#define ISOFLOP_CASE(K)                                                 \
-  case K:                                                               \
-    ForwardKernel<K><<<Blocks(rows), kWarpsPerBlock * 32, 0, stream>>>( \
-        x, add, sum, gamma, beta, out, mean, rstd, rows, eps);          \
+#define ISOFLOP_CASE(K)                                                          \
+  case K:                                                                        \
+    LayerNormForwardKernel<K><<<Blocks(rows), kWarpsPerBlock * 32, 0, stream>>>( \
+        x, add, sum, gamma, beta, out, mean, rstd, rows, eps);                   \
     break;
     ISOFLOP_LAYER_NORM_LANES(ISOFLOP_CASE)
 #undef ISOFLOP_CASE
@@ -176,7 +176,7 @@ cudaError_t LayerNormBackwardBf16(const uint16_t* dy, const float* x, const floa
   switch (width / 32) {
 #define ISOFLOP_CASE(K)                                                                        \
   case K:                                                                                      \
-    BackwardKernel<K><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(                             \
+    LayerNormBackwardKernel<K><<<blocks, kWarpsPerBlock * 32, 0, stream>>>(                    \
         grad, x, mean, rstd, gamma, dresidual, dx, grad_branch, dgamma_partial, dbeta_partial, \
         rows);                                                                                 \
     break;
