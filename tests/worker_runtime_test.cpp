@@ -32,6 +32,7 @@
 #include "worker/models/structured_linear.h"
 #include "worker/runtime/adamw.h"
 #include "worker/runtime/checkpoint.h"
+#include "worker/runtime/kernel_profile.h"
 #include "worker/runtime/lr_schedule.h"
 #include "worker/runtime/metrics_writer.h"
 #include "worker/runtime/token_stream.h"
@@ -140,6 +141,24 @@ ScheduleSpec Schedule(LrDecay decay, double warmup = 0.1, double min_lr = 0.1) {
   spec.warmup = warmup;
   spec.min_lr = min_lr;
   return spec;
+}
+
+// A kernel profile on the CPU: no GPU activities, but a whole JSON document; one profiler at a time.
+TEST(KernelProfile, WritesAWholeDocumentAndRefusesASecondProfiler) {
+  ScratchDir dir;
+  Result<std::unique_ptr<KernelProfile>> profile = KernelProfile::Start();
+  ASSERT_TRUE(profile.ok()) << profile.status().message();
+  Result<std::unique_ptr<KernelProfile>> second = KernelProfile::Start();
+  EXPECT_FALSE(second.ok());
+  const torch::Tensor x = torch::randn({64, 64});
+  EXPECT_GT(x.mm(x).abs().sum().item<double>(), 0);
+  ASSERT_TRUE((*profile)->StopAndWrite(dir / "kernel_profile.json").ok());
+  std::ifstream file(dir / "kernel_profile.json");
+  const nlohmann::json doc = nlohmann::json::parse(file);
+  EXPECT_TRUE(doc.at("activities").is_array());
+  EXPECT_EQ(doc.at("gpu_us").get<double>(), 0.0);  // CPU work only
+  // Stopped: a new profile may start (and is stopped by its destructor).
+  EXPECT_TRUE(KernelProfile::Start().ok());
 }
 
 TEST(LrSchedule, WarmupRisesLinearlyToThePeakCountingTheUpdateItself) {
