@@ -1,10 +1,10 @@
 #include "worker/models/fused_layer_norm.h"
 
 #ifdef ISOFLOP_CUDA_KERNELS
-#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAContext.h>
 
 #include "worker/kernels/layer_norm.h"
+#include "worker/models/autocast_state.h"
 #endif
 
 namespace isoflop {
@@ -131,8 +131,7 @@ void CheckBias(const torch::Tensor& bias, const torch::Tensor& weight, const cha
 bool FusedLayerNormApplies(const torch::Tensor& x, const torch::Tensor& weight) {
   return x.is_cuda() && x.scalar_type() == torch::kFloat32 && weight.device() == x.device() &&
          weight.scalar_type() == torch::kFloat32 && weight.is_contiguous() &&
-         weight.numel() == x.size(-1) && at::autocast::is_autocast_enabled(at::kCUDA) &&
-         at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16 &&
+         weight.numel() == x.size(-1) && Bf16AutocastOn(at::kCUDA) &&
          kernels::LayerNormWidthSupported(x.size(-1));
 }
 

@@ -1,10 +1,9 @@
 #include "worker/models/language_model.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <string>
 #include <unordered_set>
 
+#include "worker/models/autocast_state.h"
 #include "worker/models/fused_layer_norm.h"
 #include "worker/models/lm_head_loss.h"
 #include "worker/models/structured_linear.h"
@@ -95,9 +94,7 @@ torch::Tensor LanguageModelImpl::Unembed(const torch::Tensor& x) {
 
 torch::Tensor LanguageModelImpl::Loss(const torch::Tensor& idx, const torch::Tensor& targets) {
   const torch::Tensor x = Body(idx);  // (B, T, d_final)
-  const bool bf16 = x.scalar_type() == torch::kBFloat16 ||
-                    (at::autocast::is_autocast_enabled(x.device().type()) &&
-                     at::autocast::get_autocast_dtype(x.device().type()) == torch::kBFloat16);
+  const bool bf16 = x.scalar_type() == torch::kBFloat16 || Bf16AutocastOn(x.device().type());
   if (!bf16 || !FusedLmHeadLossAvailable(x.device())) return NextTokenLoss(Unembed(x), targets);
   const torch::Tensor h = ln_f(x);  // (B, T, d_final)
   // (B*T, d_final), (V, d_final), (B*T) -> the mean loss

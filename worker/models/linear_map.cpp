@@ -1,8 +1,8 @@
 #include "worker/models/linear_map.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <optional>
+
+#include "worker/models/autocast_state.h"
 
 namespace isoflop {
 namespace {
@@ -51,9 +51,7 @@ struct Bf16Linear : torch::autograd::Function<Bf16Linear> {
 
 torch::Tensor LinearMap(const torch::Tensor& x, const torch::Tensor& weight,
                         const torch::Tensor& bias, bool float32_weight_grad) {
-  const bool bf16_cuda = float32_weight_grad && x.is_cuda() &&
-                         at::autocast::is_autocast_enabled(at::kCUDA) &&
-                         at::autocast::get_autocast_dtype(at::kCUDA) == at::kBFloat16;
+  const bool bf16_cuda = float32_weight_grad && x.is_cuda() && Bf16AutocastOn(at::kCUDA);
   if (bf16_cuda && weight.scalar_type() == torch::kFloat32 && weight.requires_grad() &&
       torch::GradMode::is_enabled() && (!bias.defined() || bias.scalar_type() == torch::kFloat32)) {
     return Bf16Linear::apply(x, weight,
