@@ -159,6 +159,12 @@ TEST(KernelProfile, WritesAWholeDocumentAndRefusesASecondProfiler) {
   EXPECT_EQ(doc.at("gpu_us").get<double>(), 0.0);  // CPU work only
   // Stopped: a new profile may start (and is stopped by its destructor).
   EXPECT_TRUE(KernelProfile::Start().ok());
+  // Record: the work's error comes back and no profile is written; the profiler is off after it.
+  const Status failed = KernelProfile::Record([] { return Status::IOError("no"); }, dir / "p.json");
+  EXPECT_EQ(failed.message(), "no");
+  EXPECT_FALSE(std::filesystem::exists(dir / "p.json"));
+  EXPECT_TRUE(KernelProfile::Record([] { return Status::OK(); }, dir / "p.json").ok());
+  EXPECT_TRUE(std::filesystem::exists(dir / "p.json"));
 }
 
 TEST(LrSchedule, WarmupRisesLinearlyToThePeakCountingTheUpdateItself) {

@@ -133,15 +133,16 @@ int Main(int argc, char** argv) {
       };
       const double ms = MedianMs(step, reps);
       if (!profile_dir.empty()) {
-        Result<std::unique_ptr<KernelProfile>> profile = KernelProfile::Start();
-        Status st = profile.status();
-        if (st.ok()) {
-          step();
-          st = (*profile)->StopAndWrite(
-              (std::filesystem::path(profile_dir) /
-               ("ffn_" + std::to_string(d) + "_" + setting.name + ".profile.json"))
-                  .string());
-        }
+        const std::string path =
+            (std::filesystem::path(profile_dir) /
+             ("ffn_" + std::to_string(d) + "_" + setting.name + ".profile.json"))
+                .string();
+        const Status st = KernelProfile::Record(
+            [&] {
+              step();
+              return Status::OK();
+            },
+            path);
         if (!st.ok()) std::fprintf(stderr, "isoflop-ffn-bench: %s\n", st.message().c_str());
       }
       const int64_t macs = MapMacs(*mlp);

@@ -40,6 +40,13 @@ KernelProfile::~KernelProfile() {
   if (active_) profiler::disableProfiler();
 }
 
+Status KernelProfile::Record(const std::function<Status()>& work, const std::string& path) {
+  Result<std::unique_ptr<KernelProfile>> profile = Start();
+  if (!profile.ok()) return profile.status();
+  ISOFLOP_RETURN_IF_ERROR(work());  // on failure the destructor stops the profiler
+  return (*profile)->StopAndWrite(path);
+}
+
 Status KernelProfile::StopAndWrite(const std::string& path) {
   if (torch::cuda::is_available()) torch::cuda::synchronize();  // the last kernels' records
   active_ = false;

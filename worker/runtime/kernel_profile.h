@@ -11,6 +11,7 @@
 // work, so the profiled step is not one the throughput figures time.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -30,6 +31,9 @@ class KernelProfile {
 
   // Waits for the GPU, stops recording and writes the summary to `path` (replacing it atomically).
   Status StopAndWrite(const std::string& path);
+
+  // Start, work, StopAndWrite(path): work's error first, then the profile's.
+  static Status Record(const std::function<Status()>& work, const std::string& path);
 
  private:
   KernelProfile() = default;

@@ -821,15 +821,13 @@ Result<TrainingOutcome> Trainer::Run(TrainingObserver* observer) {
     const double lr = schedule_->At(step);
     const double alpha = GuideAlphaAt(step);
     torch::Tensor loss, grad_norm;
+    auto train_step = [&] { return TrainStep(observer, &loss, &grad_norm); };
     if (step + 1 == options_.profile_step) {
-      Result<std::unique_ptr<KernelProfile>> profile = KernelProfile::Start();
-      if (!profile.ok()) return profile.status();
-      ISOFLOP_RETURN_IF_ERROR(TrainStep(observer, &loss, &grad_norm));
       const std::string path = (fs::path(options_.run_dir) / "kernel_profile.json").string();
-      ISOFLOP_RETURN_IF_ERROR((*profile)->StopAndWrite(path));
+      ISOFLOP_RETURN_IF_ERROR(KernelProfile::Record(train_step, path));
       spdlog::info("wrote the GPU activities of step {} to {}", step + 1, path);
     } else {
-      ISOFLOP_RETURN_IF_ERROR(TrainStep(observer, &loss, &grad_norm));
+      ISOFLOP_RETURN_IF_ERROR(train_step());
     }
 
     const bool log = step_ % plan_.log_every == 0 || step_ == plan_.total_steps;
