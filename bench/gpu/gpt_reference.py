@@ -83,8 +83,16 @@ def token_batches(run, random_tokens, micro_steps, B, T, dev, count=4):
     if random_tokens or not shards:
         return [torch.randint(0, m["vocab_size"], (micro_steps, B, T + 1), device=dev)
                 for _ in range(count)]
+    header = np.fromfile(shards[0], dtype="<i4", count=256)
+    if len(header) < 256 or header[0] != 20240520:
+        raise SystemExit(f"{shards[0]}: not a token shard (bad header; expected magic 20240520)")
     tokens = np.memmap(shards[0], dtype=np.uint16, mode="r", offset=256 * 4)
+    if len(tokens) != header[2]:
+        raise SystemExit(f"{shards[0]}: header says {header[2]} tokens but the file holds "
+                         f"{len(tokens)}")
     windows = (len(tokens) - 1) // T
+    if windows < 1:
+        raise SystemExit(f"{shards[0]}: {len(tokens)} tokens, fewer than one window of {T + 1}")
     rng = np.random.default_rng(run["seed"])
     starts = rng.choice(windows, size=count * micro_steps * B, replace=windows < count * micro_steps * B)
     rows = np.stack([np.asarray(tokens[s * T:s * T + T + 1], dtype=np.int64) for s in starts])
